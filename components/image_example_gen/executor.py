@@ -1,0 +1,191 @@
+"""Beam executor of ImageExampleGen: files -> validated, normalised tf.Examples per split.
+
+Scanning lists the files; decoding and encoding run in Beam (any runner). A file that cannot be
+used is never fatal: it is reported with its path and reason in ``ingestion_report.json`` beside
+the split folders of the Examples artifact, and the counts reconcile
+(found = ingested + rejected + ignored).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any, Dict, Iterable, List
+
+import apache_beam as beam
+import tensorflow as tf
+from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from google.protobuf import json_format, struct_pb2
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
+
+from components.image_example_gen import report
+from components.image_example_gen.decode import RejectedImage, load_image
+from components.image_example_gen.scan import Candidate, ScanResult, scan_directory, scan_manifest
+from components.transform import features
+from pipeline.config import LensflowConfig, from_custom_config
+
+REJECTED_TAG = "rejected"
+_WORK_DIR = ".ingestion"
+
+
+def size_bucket(height: int, width: int) -> str:
+    """Slice value for the original image size."""
+    side = max(height, width)
+    for limit in (32, 64, 128, 256, 512):
+        if side <= limit:
+            return f"<={limit}px"
+    return ">512px"
+
+
+def brightness_bucket(mean: float) -> str:
+    """Slice value for the mean brightness (0-255)."""
+    return "dark" if mean < 85 else "medium" if mean < 170 else "bright"
+
+
+def to_example(candidate: Candidate, image) -> tf.train.Example:
+    """One tf.Example with the normalised PNG bytes and the attributes used for slicing."""
+    def b(value: str):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode("utf-8")]))
+
+    def i(value: int):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+    feats = {
+        features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image.png_bytes])),
+        features.LABEL_KEY: b(candidate.label),
+        features.PATH_KEY: b(candidate.rel_path),
+        features.HEIGHT_KEY: i(image.height),
+        features.WIDTH_KEY: i(image.width),
+        features.CHANNELS_KEY: i(image.channels),
+        features.HASH_KEY: b(image.sha256),
+        features.SIZE_BUCKET_KEY: b(size_bucket(image.height, image.width)),
+        features.BRIGHTNESS_BUCKET_KEY: b(brightness_bucket(image.mean_brightness)),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feats))
+
+
+def assign_split(candidate_split, content_hash: str, buckets: Dict[str, int],
+                 present_splits: Iterable[str]) -> str:
+    """Pre-split data keeps its split; ``train`` lends an ``eval`` share when the tree has none;
+    everything else is bucketed by content hash, so duplicates never straddle splits."""
+    present = set(present_splits)
+    if candidate_split and candidate_split != "train":
+        return candidate_split
+    if candidate_split == "train":
+        if "eval" in present:
+            return "train"
+        buckets = {k: v for k, v in buckets.items() if k in ("train", "eval")}
+    names = sorted(buckets)
+    total = sum(buckets[n] for n in names)
+    point = int(hashlib.sha256(content_hash.encode()).hexdigest()[:12], 16) % total
+    for name in names:
+        if point < buckets[name]:
+            return name
+        point -= buckets[name]
+    return names[-1]
+
+
+class _Decode(beam.DoFn):
+    """Decode and validate one candidate; rejects go to a tagged output."""
+
+    def __init__(self, max_pixels: int, max_bytes: int, buckets, present_splits):
+        self._max_pixels = max_pixels
+        self._max_bytes = max_bytes
+        self._buckets = buckets
+        self._present = list(present_splits)
+
+    def process(self, candidate: Candidate):
+        try:
+            image = load_image(candidate.path, max_pixels=self._max_pixels,
+                               max_bytes=self._max_bytes)
+        except RejectedImage as err:
+            yield beam.pvalue.TaggedOutput(REJECTED_TAG, json.dumps(
+                {"path": candidate.rel_path, "reason": str(err)}, ensure_ascii=False))
+            return
+        split = assign_split(candidate.split, image.sha256, self._buckets, self._present)
+        yield split, candidate.label, to_example(candidate, image)
+
+
+def output_splits(scan: ScanResult, cfg: LensflowConfig) -> List[str]:
+    """Split names the Examples artifact will hold."""
+    if scan.splits:
+        names = set(scan.splits) | {"train", "eval"}
+    else:
+        names = set(cfg.data.split_buckets)
+    return sorted(names)
+
+
+def scan(cfg: LensflowConfig, input_base: str) -> ScanResult:
+    """List the dataset from a manifest or a directory."""
+    if cfg.data.manifest:
+        return scan_manifest(cfg.data.manifest)
+    return scan_directory(input_base)
+
+
+class Executor(BaseExampleGenExecutor):
+    """ExampleGen executor for image folders, pre-split trees and CSV manifests."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        raise NotImplementedError("ImageExampleGen generates all splits in GenerateExamplesByBeam")
+
+    def GenerateExamplesByBeam(self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any]):
+        cfg = from_custom_config(_custom_config(exec_properties))
+        result, splits, work = self._scan, self._splits, self._work_dir
+        decoded = (
+            pipeline
+            | "Candidates" >> beam.Create(result.candidates, reshuffle=True)
+            | "Decode" >> beam.ParDo(_Decode(cfg.data.max_image_pixels, cfg.data.max_file_bytes,
+                                             cfg.data.split_buckets, splits)
+                                     ).with_outputs(REJECTED_TAG, main="ok"))
+        _ = decoded[REJECTED_TAG] | "WriteRejected" >> beam.io.WriteToText(
+            os.path.join(work, "rejected"), file_name_suffix=".jsonl")
+        _ = (decoded.ok
+             | "Key" >> beam.Map(lambda rec: json.dumps([rec[0], rec[1]]))
+             | "Count" >> beam.combiners.Count.PerElement()
+             | "Format" >> beam.MapTuple(lambda key, n: json.dumps([*json.loads(key), n]))
+             | "WriteCounts" >> beam.io.WriteToText(os.path.join(work, "counts"),
+                                                     file_name_suffix=".jsonl"))
+        parts = decoded.ok | "Split" >> beam.Partition(
+            lambda rec, _n: splits.index(rec[0]), len(splits))
+        return {name: parts[i] | f"Example{name}" >> beam.Map(lambda rec: rec[2])
+                for i, name in enumerate(splits)}
+
+    def Do(self, input_dict, output_dict, exec_properties) -> None:
+        examples = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.EXAMPLES_KEY])
+        self._work_dir = os.path.join(examples.uri, _WORK_DIR)
+        cfg = from_custom_config(_custom_config(exec_properties))
+        self._scan = scan(cfg, exec_properties[standard_component_specs.INPUT_BASE_KEY])
+        self._splits = output_splits(self._scan, cfg)
+        exec_properties = {**exec_properties,
+                           standard_component_specs.OUTPUT_CONFIG_KEY: _output_config(self._splits)}
+        super().Do(input_dict, output_dict, exec_properties)
+        summary = report.build(self._scan, self._work_dir)
+        report.write(summary, examples.uri)
+        tf.io.gfile.rmtree(self._work_dir)
+        examples.set_int_custom_property("found", summary["found"])
+        examples.set_int_custom_property("ingested", summary["ingested"])
+        examples.set_int_custom_property("rejected", len(summary["rejected"]))
+        examples.set_int_custom_property("ignored", len(summary["ignored"]))
+        report.check(summary)
+
+
+def _output_config(splits: List[str]) -> str:
+    """The Output config naming our splits, so the base executor lays out those folders."""
+    output = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+        example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=1) for name in splits]))
+    return proto_utils.proto_to_json(output)
+
+
+def _custom_config(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
+    """Unpack the Struct that ``component.pack_custom_config`` put in ExampleGen's CustomConfig."""
+    raw = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
+    if not raw:
+        return {}
+    config = example_gen_pb2.CustomConfig()
+    proto_utils.json_to_proto(raw, config)
+    struct = struct_pb2.Struct()
+    config.custom_config.Unpack(struct)
+    return json_format.MessageToDict(struct)

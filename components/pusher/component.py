@@ -1,0 +1,44 @@
+"""LensflowPusher: TFX's Pusher with atomic versions, retention and models.config."""
+from __future__ import annotations
+
+import json
+import os
+
+from tfx.components import Pusher
+from tfx.components.pusher import executor as tfx_executor
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import pusher_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
+
+from components.pusher import models_config, versions
+
+
+class Executor(tfx_executor.Executor):
+    """Push blessed models as ``<base>/<version>/``, whole or not at all."""
+
+    def Do(self, input_dict, output_dict, exec_properties):
+        self._log_startup(input_dict, output_dict, exec_properties)
+        model_push = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+        if not self.CheckBlessing(input_dict):
+            self._MarkNotPushed(model_push)
+            return
+        destination = pusher_pb2.PushDestination()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY],
+                                  destination)
+        base = destination.filesystem.base_directory
+        custom = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}")
+        keep = int(custom.get("keep_versions", 5))
+        version = versions.next_version(base)
+        final = versions.publish(self.GetModelPath(input_dict), base, version)
+        versions.prune(base, keep)
+        models_config.update(custom.get("serving_dir", os.path.dirname(base)),
+                             custom.get("model_name", os.path.basename(base)), base, keep)
+        self._MarkPushed(model_push, pushed_destination=final, pushed_version=str(version))
+
+
+class LensflowPusher(Pusher):
+    """Pusher with the lensflow executor; same inputs, outputs and parameters."""
+
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)

@@ -1,0 +1,41 @@
+"""Trainer input pipelines over Transform's materialised examples."""
+from __future__ import annotations
+
+import tensorflow as tf
+from tfx_bsl.public import tfxio
+
+from components.transform import augment, features
+
+_READ_BATCH = 256
+
+
+def _examples(file_pattern, data_accessor, tf_transform_output) -> tf.data.Dataset:
+    """Unbatched (image, label) pairs, read once."""
+    dataset = data_accessor.tf_dataset_factory(
+        file_pattern,
+        tfxio.TensorFlowDatasetOptions(batch_size=_READ_BATCH, label_key=features.LABEL_XF,
+                                       num_epochs=1, shuffle=False),
+        tf_transform_output.transformed_metadata.schema)
+    return dataset.map(lambda feats, label: (feats[features.IMAGE_XF], label)).unbatch()
+
+
+def train_dataset(file_pattern, data_accessor, tf_transform_output, cfg) -> tf.data.Dataset:
+    """Cached, reshuffled each epoch, batched, then augmented on the fly (training only)."""
+    dataset = _examples(file_pattern, data_accessor, tf_transform_output).cache()
+    dataset = dataset.shuffle(4096, seed=cfg.train.seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(cfg.train.batch_size)
+    shape = image_shape(tf_transform_output)
+    dataset = augment.augment_dataset(dataset, cfg.augment, shape)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(file_pattern, data_accessor, tf_transform_output, cfg) -> tf.data.Dataset:
+    """Deterministic batches: no shuffling, no augmentation."""
+    dataset = _examples(file_pattern, data_accessor, tf_transform_output).cache()
+    return dataset.batch(cfg.train.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def image_shape(tf_transform_output):
+    """(H, W, C) of the transformed image feature."""
+    spec = tf_transform_output.transformed_feature_spec()[features.IMAGE_XF]
+    return tuple(int(d) for d in spec.shape)

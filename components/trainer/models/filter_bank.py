@@ -1,0 +1,35 @@
+"""Handcrafted filter bank in parallel with a learned convolution branch.
+
+The bank sees the image itself, so each output keeps its meaning (an edge map stays an edge
+map); the learned branch adds what the kernels miss; both are concatenated before the usual
+Conv/Pool blocks. ``filter_mode`` ``fixed`` keeps the kernels, ``init`` lets training adapt them.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from components.trainer.filters import FilterBank
+from components.trainer.models import common
+
+LEARNED_FILTERS = 16
+
+
+def build(input_shape, num_classes: int, *, weights=None, options=None, cache_dir=None):
+    """FilterBank || Conv(16) -> concat -> Conv(64)-Pool -> Conv(64)-Pool -> Dense -> softmax."""
+    kernels = tuple(getattr(options, "filters", ("sobel_x", "sobel_y", "laplacian")))
+    mode = getattr(options, "filter_mode", "fixed")
+    dropout = getattr(options, "dropout", 0.25)
+    inputs = tf.keras.Input(shape=tuple(input_shape), name="image")
+    handcrafted = FilterBank(kernels=kernels, mode=mode, name="filter_bank")(inputs)
+    learned = tf.keras.layers.Conv2D(LEARNED_FILTERS, 3, padding="same", activation="relu",
+                                     name="learned_conv")(inputs)
+    x = tf.keras.layers.Concatenate(name="bank_and_learned")([handcrafted, learned])
+    x = tf.keras.layers.Conv2D(64, 3, padding="same", activation="relu", name="conv1")(x)
+    x = tf.keras.layers.MaxPooling2D(name="pool1")(x)
+    x = tf.keras.layers.Conv2D(64, 3, padding="same", activation="relu", name="conv2")(x)
+    x = tf.keras.layers.MaxPooling2D(name="pool2")(x)
+    x = tf.keras.layers.Flatten(name="flatten")(x)
+    x = tf.keras.layers.Dense(128, activation="relu", name="dense")(x)
+    model = common.classifier_head(inputs, x, num_classes, dropout, name="filter_bank")
+    common.load_weights(model, weights)
+    return model

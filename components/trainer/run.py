@@ -1,0 +1,98 @@
+"""Trainer's module: ``run_fn`` trains the configured family and exports the serving model."""
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import tensorflow as tf  # noqa: E402
+import tensorflow_transform as tft  # noqa: E402
+
+from components.trainer import data, signatures  # noqa: E402
+from components.trainer.models import build_model, transfer  # noqa: E402
+from components.transform import augment, features  # noqa: E402
+from pipeline.config import LensflowConfig, from_custom_config  # noqa: E402
+
+HISTORY_FILE = "history.json"
+AUGMENTATION_FILE = "augmentation.json"
+CLASS_NAMES_FILE = "class_names.json"
+
+
+def class_names(tf_transform_output) -> list:
+    """Class names in label-id order, from Transform's vocabulary."""
+    return [v.decode() if isinstance(v, bytes) else v
+            for v in tf_transform_output.vocabulary_by_name(features.LABEL_VOCAB_NAME)]
+
+
+def compile_model(model, learning_rate: float, top_k: int = 3) -> None:
+    """Sparse categorical cross-entropy on probabilities, accuracy and top-k accuracy."""
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(learning_rate),
+        loss=tf.keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                 tf.keras.metrics.SparseTopKCategoricalAccuracy(k=top_k, name="top_k_accuracy")])
+
+
+def train(model, cfg: LensflowConfig, train_ds, eval_ds, log_dir: str) -> dict:
+    """Fit in one phase, or two for ``transfer`` with fine-tuning; return the merged history."""
+    callbacks = [tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch")]
+    top_k = min(cfg.evaluation.top_k, model.output_shape[-1])
+    compile_model(model, cfg.train.learning_rate, top_k)
+    steps = cfg.train.steps_per_epoch
+    history = model.fit(train_ds, validation_data=eval_ds, epochs=cfg.train.epochs,
+                        steps_per_epoch=steps, callbacks=callbacks, verbose=2).history
+    history = {k: list(map(float, v)) for k, v in history.items()}
+    history["phase"] = [1] * cfg.train.epochs
+    if cfg.model.family == "transfer" and cfg.train.fine_tune_epochs > 0:
+        transfer.unfreeze_top(model, cfg.model.fine_tune_layers, cfg.model.fine_tune_fraction)
+        compile_model(model, cfg.train.fine_tune_learning_rate, top_k)
+        more = model.fit(train_ds, validation_data=eval_ds,
+                         initial_epoch=cfg.train.epochs,
+                         epochs=cfg.train.epochs + cfg.train.fine_tune_epochs,
+                         steps_per_epoch=steps, callbacks=callbacks, verbose=2).history
+        for key, values in more.items():
+            history.setdefault(key, []).extend(map(float, values))
+        history["phase"] += [2] * cfg.train.fine_tune_epochs
+    return history
+
+
+def export(model, tf_transform_output, names, serving_model_dir: str) -> None:
+    """SavedModel with the three signatures (Keras-loadable too)."""
+    sigs = signatures.make_signatures(model, tf_transform_output, names)
+    model.save(serving_model_dir, save_format="tf", signatures=sigs)
+    extra = os.path.join(serving_model_dir, "assets.extra")
+    tf.io.gfile.makedirs(extra)
+    with tf.io.gfile.GFile(os.path.join(extra, CLASS_NAMES_FILE), "w") as fh:
+        fh.write(json.dumps(list(names)))
+
+
+def run_fn(fn_args) -> None:
+    """TFX Trainer entry point."""
+    cfg = from_custom_config(fn_args.custom_config)
+    hyperparameters = getattr(fn_args, "hyperparameters", None)
+    if hyperparameters:
+        cfg = apply_hyperparameters(cfg, hyperparameters)
+    tf.keras.utils.set_random_seed(cfg.train.seed)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    names = class_names(tf_transform_output)
+    train_ds = data.train_dataset(fn_args.train_files, fn_args.data_accessor,
+                                  tf_transform_output, cfg)
+    eval_ds = data.eval_dataset(fn_args.eval_files, fn_args.data_accessor,
+                                tf_transform_output, cfg)
+    model = build_model(cfg, data.image_shape(tf_transform_output), len(names))
+    history = train(model, cfg, train_ds, eval_ds, fn_args.model_run_dir)
+    os.makedirs(fn_args.model_run_dir, exist_ok=True)
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as fh:
+        fh.write(json.dumps(history))
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, AUGMENTATION_FILE), "w") as fh:
+        fh.write(json.dumps(augment.describe(cfg.augment)))
+    export(model, tf_transform_output, names, fn_args.serving_model_dir)
+
+
+def apply_hyperparameters(cfg: LensflowConfig, hyperparameters) -> LensflowConfig:
+    """Apply a Tuner's best hyperparameters (dotted config keys) to the config."""
+    values = hyperparameters.get("values", hyperparameters) if isinstance(hyperparameters, dict) \
+        else hyperparameters.values
+    known = {k: v for k, v in values.items() if "." in k}
+    return cfg.replace(**known) if known else cfg

@@ -1,0 +1,147 @@
+"""Training-only augmentation policy.
+
+The policy belongs to the Transform stage (it describes how transformed images may vary) but it
+runs on the fly on training batches in the Trainer's input pipeline: materialised once it would
+lose its point, and inside ``preprocessing_fn`` it would leak into evaluation and serving.
+Built from Keras preprocessing layers and stateless ``tf.image`` ops, seeded.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Dict, List, Optional
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import tensorflow as tf  # noqa: E402
+
+from pipeline.config import AugmentConfig, ConfigError  # noqa: E402
+
+PRESETS: Dict[str, Dict[str, object]] = {
+    "none": {},
+    "light": {"horizontal_flip": True, "translation": 0.05, "zoom": 0.05},
+    "standard": {"horizontal_flip": True, "rotation": 0.04, "zoom": 0.1, "translation": 0.08,
+                 "contrast": 0.15, "brightness": 0.1, "crop_padding": 2, "erasing": 0.25},
+}
+_ORIENTATION = ("horizontal_flip", "vertical_flip", "rotation")
+_OPS = ("horizontal_flip", "vertical_flip", "rotation", "zoom", "translation", "contrast",
+        "brightness", "crop_padding", "erasing")
+
+
+def resolve(cfg: AugmentConfig) -> Dict[str, object]:
+    """The effective policy: preset values, overridden by explicit settings, minus forbidden ops."""
+    if cfg.preset not in PRESETS:
+        raise ConfigError(f"augment.preset={cfg.preset!r}; choose one of {', '.join(PRESETS)}")
+    policy = dict(PRESETS[cfg.preset])
+    for name in _OPS:
+        value = getattr(cfg, name)
+        if value is not None:
+            policy[name] = value
+    if not cfg.allow_orientation_changes:
+        explicit = [n for n in _ORIENTATION if getattr(cfg, n)]
+        if explicit:
+            raise ConfigError(f"augment.{explicit[0]} is set but augment.allow_orientation_changes "
+                              "is false: this dataset forbids orientation changes")
+        for name in _ORIENTATION:
+            policy.pop(name, None)
+    return {k: v for k, v in policy.items() if v}
+
+
+def describe(cfg: AugmentConfig) -> Dict[str, object]:
+    """A JSON-able record of the policy, kept with the run's artifacts."""
+    return {"config": dataclasses.asdict(cfg), "effective": resolve(cfg)}
+
+
+class RandomErasing(tf.keras.layers.Layer):
+    """Erase one random rectangle (up to a quarter of the image) with probability ``rate``."""
+
+    def __init__(self, rate: float, seed: int, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = rate
+        self.seed = seed
+        self._generator = tf.random.Generator.from_seed(seed)
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        shape = tf.shape(images)
+        batch, height, width = shape[0], shape[1], shape[2]
+        uniform = self._generator.uniform([batch, 5])
+        eh = tf.cast(tf.cast(height, tf.float32) * (0.2 + 0.3 * uniform[:, 0]), tf.int32)
+        ew = tf.cast(tf.cast(width, tf.float32) * (0.2 + 0.3 * uniform[:, 1]), tf.int32)
+        y0 = tf.cast(uniform[:, 2] * tf.cast(height - eh, tf.float32), tf.int32)
+        x0 = tf.cast(uniform[:, 3] * tf.cast(width - ew, tf.float32), tf.int32)
+        apply = uniform[:, 4] < self.rate
+        rows = tf.range(height)[None, :, None]
+        cols = tf.range(width)[None, None, :]
+        inside = ((rows >= y0[:, None, None]) & (rows < (y0 + eh)[:, None, None])
+                  & (cols >= x0[:, None, None]) & (cols < (x0 + ew)[:, None, None])
+                  & apply[:, None, None])
+        return tf.where(inside[..., None], tf.zeros_like(images), images)
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+class RandomBrightnessShift(tf.keras.layers.Layer):
+    """Add one random offset in [-delta, delta] per image (no clipping: inputs are normalised)."""
+
+    def __init__(self, delta: float, seed: int, **kwargs):
+        super().__init__(**kwargs)
+        self.delta = delta
+        self.seed = seed
+        self._generator = tf.random.Generator.from_seed(seed)
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        offsets = self._generator.uniform([tf.shape(images)[0], 1, 1, 1], -self.delta, self.delta)
+        return images + offsets
+
+    def get_config(self):
+        return {**super().get_config(), "delta": self.delta, "seed": self.seed}
+
+
+def _layers(policy: Dict[str, object], size: int, seed: int) -> List[tf.keras.layers.Layer]:
+    layers = tf.keras.layers
+    out: List[tf.keras.layers.Layer] = []
+    flips = [d for d, key in (("horizontal", "horizontal_flip"), ("vertical", "vertical_flip"))
+             if policy.get(key)]
+    if flips:
+        out.append(layers.RandomFlip("_and_".join(flips), seed=seed))
+    if "rotation" in policy:
+        out.append(layers.RandomRotation(policy["rotation"], fill_mode="reflect", seed=seed + 1))
+    if "zoom" in policy:
+        out.append(layers.RandomZoom(policy["zoom"], fill_mode="reflect", seed=seed + 2))
+    if "translation" in policy:
+        t = policy["translation"]
+        out.append(layers.RandomTranslation(t, t, fill_mode="reflect", seed=seed + 3))
+    if "crop_padding" in policy:
+        pad = int(policy["crop_padding"])
+        out += [layers.ZeroPadding2D(pad), layers.RandomCrop(size, size, seed=seed + 4)]
+    if "contrast" in policy:
+        out.append(layers.RandomContrast(policy["contrast"], seed=seed + 5))
+    if "brightness" in policy:
+        out.append(RandomBrightnessShift(float(policy["brightness"]), seed=seed + 6))
+    if "erasing" in policy:
+        out.append(RandomErasing(float(policy["erasing"]), seed=seed + 7))
+    return out
+
+
+def build_augmenter(cfg: AugmentConfig, image_shape) -> Optional[tf.keras.Sequential]:
+    """A Sequential of augmentation layers for ``image_shape`` (H, W, C), or None when off."""
+    layers = _layers(resolve(cfg), int(image_shape[0]), cfg.seed)
+    if not layers:
+        return None
+    model = tf.keras.Sequential(layers, name="augmentation")
+    model.build((None, *image_shape))
+    return model
+
+
+def augment_dataset(dataset: tf.data.Dataset, cfg: AugmentConfig, image_shape) -> tf.data.Dataset:
+    """Apply the policy to batches of ``(images, labels)``; identity when the policy is empty."""
+    augmenter = build_augmenter(cfg, image_shape)
+    if augmenter is None:
+        return dataset
+    return dataset.map(lambda images, labels: (augmenter(images, training=True), labels),
+                       num_parallel_calls=1, deterministic=True)

@@ -1,0 +1,145 @@
+"""The ``lensflow`` command line: one config object from flags + YAML into every command."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import warnings  # noqa: E402
+
+import click  # noqa: E402
+
+from pipeline.config import ConfigError, LensflowConfig, load_config  # noqa: E402
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+home_option = click.option("--home", envvar="LENSFLOW_HOME", type=click.Path(file_okay=False),
+                           help="Artifacts, metadata and serving dir [env LENSFLOW_HOME; ~/.lensflow].")
+config_option = click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+                             help="YAML config file; flags override it.")
+
+
+def make_config(config_file, home, **overrides) -> LensflowConfig:
+    """Load YAML + dotted overrides, turning config errors into usage errors."""
+    try:
+        return load_config(config_file, {"home": home, **overrides})
+    except ConfigError as err:
+        raise click.UsageError(str(err)) from err
+
+
+@click.group()
+def main():
+    """lensflow: image folder -> validated, served image classifier (TFX)."""
+
+
+@main.command()
+@home_option
+@config_option
+@click.option("--data", type=click.Path(exists=True, file_okay=False), help="Image folder.")
+@click.option("--manifest", type=click.Path(exists=True, dir_okay=False), help="CSV path,label[,split].")
+@click.option("--epochs", type=int)
+@click.option("--batch-size", type=int)
+@click.option("--learning-rate", type=float)
+@click.option("--image-size", type=int)
+@click.option("--color-mode", type=click.Choice(["grayscale", "rgb"]))
+@click.option("--model", "family", type=click.Choice(["baseline_cnn", "transfer", "filter_bank"]))
+@click.option("--backbone")
+@click.option("--weights", help="'imagenet', 'none' or a path.")
+@click.option("--fine-tune-epochs", type=int)
+@click.option("--fine-tune-layers", type=int)
+@click.option("--augment", type=click.Choice(["none", "light", "standard"]))
+@click.option("--no-orientation-changes", is_flag=True, default=None,
+              help="Forbid flips and rotations (orientation matters in this data).")
+@click.option("--filter-mode", type=click.Choice(["fixed", "init"]))
+@click.option("--min-accuracy", type=float)
+@click.option("--tune/--no-tune", default=None, help="Run the KerasTuner stage first.")
+@click.option("--no-cache", is_flag=True, default=False)
+@click.option("--summary-json", type=click.Path(dir_okay=False), help="Write the run summary here.")
+def run(home, config_file, data, manifest, epochs, batch_size, learning_rate, image_size,
+        color_mode, family, backbone, weights, fine_tune_epochs, fine_tune_layers, augment,
+        no_orientation_changes, filter_mode, min_accuracy, tune, no_cache, summary_json):
+    """Run the pipeline locally (LocalDagRunner, SQLite metadata, caching on)."""
+    from pipeline import summary as run_summary
+    from pipeline.runners import local
+
+    weights_flag = weights
+    overrides = {
+        "data.path": os.path.abspath(data) if data else None,
+        "data.manifest": os.path.abspath(manifest) if manifest else None,
+        "train.epochs": epochs, "train.batch_size": batch_size,
+        "train.learning_rate": learning_rate, "image.size": image_size,
+        "image.color_mode": color_mode, "model.family": family, "model.backbone": backbone,
+        "train.fine_tune_epochs": fine_tune_epochs, "model.fine_tune_layers": fine_tune_layers,
+        "augment.preset": augment, "model.filter_mode": filter_mode,
+        "evaluation.min_accuracy": min_accuracy, "tuner.enabled": tune,
+        "augment.allow_orientation_changes": False if no_orientation_changes else None,
+        "enable_cache": False if no_cache else None,
+    }
+    cfg = make_config(config_file, home, **overrides)
+    if weights_flag is not None:
+        cfg = cfg.replace(**{"model.weights": None if weights_flag.lower() == "none" else weights_flag})
+    click.echo(f"lensflow: running pipeline '{cfg.pipeline_name}' on "
+               f"{cfg.data.manifest or cfg.data.path}\n  home: {cfg.home_dir}")
+    try:
+        local.run(cfg)
+    finally:
+        _finish(cfg, summary_json, run_summary)
+
+
+def _finish(cfg, summary_json, run_summary):
+    try:
+        result = run_summary.summarise(cfg.metadata_path)
+    except run_summary.RunNotFound as err:
+        click.echo(f"no summary: {err}", err=True)
+        return
+    click.echo("\n" + run_summary.format_text(result))
+    if summary_json:
+        run_summary.write_json(result, summary_json)
+        click.echo(f"summary written to {summary_json}")
+
+
+@main.group()
+def data():
+    """Dataset helpers."""
+
+
+@data.command("fashion-mnist")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--per-class", type=int, help="Keep the first N images of each class per split.")
+@click.option("--idx-dir", default="/usr/share/datasets/fashion-mnist", show_default=True,
+              help="Folder with the idx files (Debian package dataset-fashion-mnist).")
+def fashion_mnist(out, per_class, idx_dir):
+    """Write Fashion-MNIST as OUT/{train,test}/<class>/*.png (official splits kept apart)."""
+    from components.image_example_gen import fashion_mnist as fm
+
+    try:
+        counts = fm.export(out, idx_dir=idx_dir, per_class=per_class)
+    except fm.DatasetMissing as err:
+        raise click.ClickException(str(err)) from err
+    for split, per in counts.items():
+        click.echo(f"{split}: {sum(per.values())} images in {len(per)} classes -> {out}/{split}")
+
+
+@main.command()
+@home_option
+@config_option
+@click.option("--run", "run_id", default="latest", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def summary(home, config_file, run_id, as_json):
+    """Summarise a past run from ML Metadata."""
+    from pipeline import summary as run_summary
+
+    cfg = make_config(config_file, home)
+    try:
+        result = run_summary.summarise(cfg.metadata_path, run_id)
+    except run_summary.RunNotFound as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(json.dumps(result, indent=2, default=str) if as_json
+               else run_summary.format_text(result))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

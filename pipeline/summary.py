@@ -1,0 +1,143 @@
+"""What a run did, read back from ML Metadata and the artifacts it points to."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, List, Optional
+
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+RUN_CONTEXT = "pipeline_run"
+_OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT,
+                  metadata_store_pb2.Event.PENDING_OUTPUT)
+
+
+class RunNotFound(LookupError):
+    """No run of that id (or no run at all) in the metadata store."""
+
+
+def open_store(metadata_path: str) -> metadata_store.MetadataStore:
+    """Read the SQLite ML Metadata store of a lensflow home."""
+    if not os.path.exists(metadata_path):
+        raise RunNotFound(f"no metadata store at {metadata_path}: run the pipeline first")
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(config)
+
+
+def run_ids(store) -> List[str]:
+    """Run ids, oldest first."""
+    contexts = store.get_contexts_by_type(RUN_CONTEXT)
+    return [c.name for c in sorted(contexts, key=lambda c: (c.create_time_since_epoch, c.id))]
+
+
+def run_artifacts(store, run_id: Optional[str] = None) -> Dict[str, Any]:
+    """``{run_id, artifacts: {(node, output_key): Artifact}, executions: {node: state}}``."""
+    ids = run_ids(store)
+    if not ids:
+        raise RunNotFound("no pipeline run recorded yet")
+    run_id = ids[-1] if run_id in (None, "latest") else run_id
+    context = store.get_context_by_type_and_name(RUN_CONTEXT, run_id)
+    if context is None:
+        raise RunNotFound(f"no run {run_id!r}; known runs: {', '.join(ids[-5:])}")
+    executions = store.get_executions_by_context(context.id)
+    by_id = {e.id: e for e in executions}
+    states = {}
+    for execution in executions:
+        node = execution.properties.get("component_id") or execution.custom_properties.get(
+            "component_id")
+        name = node.string_value if node else str(execution.type_id)
+        states[name] = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
+    artifacts: Dict[tuple, Any] = {}
+    events = store.get_events_by_execution_ids(list(by_id))
+    wanted = [e for e in events if e.type in _OUTPUT_EVENTS]
+    found = {a.id: a for a in store.get_artifacts_by_id(list({e.artifact_id for e in wanted}))}
+    for event in wanted:
+        execution = by_id[event.execution_id]
+        node = execution.custom_properties.get("component_id") or execution.properties.get(
+            "component_id")
+        key = event.path.steps[0].key if event.path.steps else ""
+        artifacts[(node.string_value if node else "", key)] = found[event.artifact_id]
+    return {"run_id": run_id, "artifacts": artifacts, "executions": states}
+
+
+def _by_key(artifacts, output_key: str):
+    for (node, key), artifact in artifacts.items():
+        if key == output_key:
+            return artifact
+    return None
+
+
+def summarise(metadata_path: str, run_id: Optional[str] = None) -> Dict[str, Any]:
+    """The machine-readable run summary (also what ``--summary-json`` writes)."""
+    from components.evaluator import results
+    from components.image_example_gen import report
+
+    store = open_store(metadata_path)
+    run = run_artifacts(store, run_id)
+    arts = run["artifacts"]
+    summary: Dict[str, Any] = {"run_id": run["run_id"], "executions": run["executions"]}
+    examples = _by_key(arts, "examples")
+    if examples is not None:
+        ingestion = report.read(examples.uri)
+        summary.update({k: ingestion[k] for k in
+                        ("found", "ingested", "rejected", "ignored", "splits", "classes", "warnings")})
+        summary["examples_uri"] = examples.uri
+    evaluation = _by_key(arts, "evaluation")
+    if evaluation is not None:
+        summary["evaluation_uri"] = evaluation.uri
+        summary.update(results.summary(evaluation.uri))
+    blessing = _by_key(arts, "blessing")
+    if blessing is not None:
+        value = blessing.custom_properties.get("blessed")
+        summary["blessed"] = bool(value and value.int_value)
+    pushed = _by_key(arts, "pushed_model")
+    summary["pushed_model_dir"] = None
+    if pushed is not None and pushed.custom_properties.get("pushed") and \
+            pushed.custom_properties["pushed"].int_value:
+        summary["pushed_model_dir"] = pushed.custom_properties["pushed_destination"].string_value
+    model = _by_key(arts, "model")
+    if model is not None:
+        summary["model_uri"] = model.uri
+    model_run = _by_key(arts, "model_run")
+    if model_run is not None:
+        summary["model_run_uri"] = model_run.uri
+    return summary
+
+
+def format_text(summary: Dict[str, Any]) -> str:
+    """A short human summary of a run."""
+    lines = [f"run {summary.get('run_id')}"]
+    if "found" in summary:
+        lines.append(f"images: found {summary['found']}, ingested {summary['ingested']}, "
+                     f"rejected {len(summary['rejected'])}, ignored {len(summary['ignored'])}")
+        for split, entry in summary.get("splits", {}).items():
+            lines.append(f"  {split:<5} {entry['total']:>6} images in {len(entry['per_class'])} classes")
+        for item in summary["rejected"][:10]:
+            lines.append(f"  rejected {item['path']}: {item['reason']}")
+        if len(summary["rejected"]) > 10:
+            lines.append(f"  ... {len(summary['rejected']) - 10} more rejected (see the report)")
+    metrics = summary.get("metrics") or {}
+    if metrics:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items())
+                          if isinstance(v, (int, float)))
+        lines.append(f"metrics ({summary.get('evaluation_split', 'eval')}): {shown}")
+    if "blessed" in summary:
+        verdict = "BLESSED" if summary["blessed"] else "NOT blessed"
+        lines.append(f"model {verdict}")
+        for failure in summary.get("failed_thresholds", []):
+            lines.append(f"  failed: {failure}")
+    lines.append(f"pushed model: {summary.get('pushed_model_dir') or 'not pushed'}")
+    if summary.get("examples_uri"):
+        lines.append(f"quarantine report: {os.path.join(summary['examples_uri'], 'ingestion_report.json')}")
+    if summary.get("report_path"):
+        lines.append(f"report: {summary['report_path']}")
+    return "\n".join(lines)
+
+
+def write_json(summary: Dict[str, Any], path: str) -> None:
+    """Write the summary as JSON."""
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(summary, fh, indent=2, ensure_ascii=False, default=str)

