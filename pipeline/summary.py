@@ -9,6 +9,8 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 RUN_CONTEXT = "pipeline_run"
+_HEADLINE = (("accuracy", "accuracy"), ("sparse_top_k_categorical_accuracy", "top-k accuracy"),
+             ("sparse_categorical_crossentropy", "loss"), ("example_count", "examples"))
 _OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT,
                   metadata_store_pb2.Event.PENDING_OUTPUT)
 
@@ -70,6 +72,17 @@ def _by_key(artifacts, output_key: str):
     return None
 
 
+def _evaluated_split(evaluation_uri: str) -> Optional[str]:
+    """The split TFMA evaluated, from the eval config it stored."""
+    import tensorflow_model_analysis as tfma
+
+    try:
+        run = tfma.load_eval_result(evaluation_uri)
+        return run.data_location.rstrip("/*").split("Split-")[-1].split("/")[0] or None
+    except Exception:  # noqa: BLE001 - the summary must not fail on an unreadable config
+        return None
+
+
 def summarise(metadata_path: str, run_id: Optional[str] = None) -> Dict[str, Any]:
     """The machine-readable run summary (also what ``--summary-json`` writes)."""
     from components.evaluator import results
@@ -88,6 +101,7 @@ def summarise(metadata_path: str, run_id: Optional[str] = None) -> Dict[str, Any
     evaluation = _by_key(arts, "evaluation")
     if evaluation is not None:
         summary["evaluation_uri"] = evaluation.uri
+        summary["evaluation_split"] = _evaluated_split(evaluation.uri)
         summary.update(results.summary(evaluation.uri))
     blessing = _by_key(arts, "blessing")
     if blessing is not None:
@@ -121,9 +135,9 @@ def format_text(summary: Dict[str, Any]) -> str:
             lines.append(f"  ... {len(summary['rejected']) - 10} more rejected (see the report)")
     metrics = summary.get("metrics") or {}
     if metrics:
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items())
-                          if isinstance(v, (int, float)))
-        lines.append(f"metrics ({summary.get('evaluation_split', 'eval')}): {shown}")
+        shown = ", ".join(f"{label} {metrics[key]:.4f}" for key, label in _HEADLINE
+                          if isinstance(metrics.get(key), float))
+        lines.append(f"metrics on the {summary.get('evaluation_split', '?')} split: {shown}")
     if "blessed" in summary:
         verdict = "BLESSED" if summary["blessed"] else "NOT blessed"
         lines.append(f"model {verdict}")

@@ -14,6 +14,11 @@ from pipeline.config import LensflowConfig
 ACCURACY = "sparse_categorical_accuracy"
 
 
+def _overall_only(threshold: tfma.MetricThreshold) -> tfma.PerSliceMetricThreshold:
+    """Gate on the overall slice; other slices are reported, not gated."""
+    return tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)
+
+
 def _lower_bound(value: float) -> tfma.MetricThreshold:
     return tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": value}))
@@ -29,7 +34,8 @@ def build_eval_config(cfg: LensflowConfig) -> tfma.EvalConfig:
             absolute={"value": -float(ev.max_accuracy_drop) - 1e-10}))
     overall = tfma.MetricsSpec(metrics=[
         tfma.MetricConfig(class_name="ExampleCount"),
-        tfma.MetricConfig(class_name="SparseCategoricalAccuracy", threshold=accuracy_threshold),
+        tfma.MetricConfig(class_name="SparseCategoricalAccuracy",
+                          per_slice_thresholds=[_overall_only(accuracy_threshold)]),
         tfma.MetricConfig(class_name="SparseTopKCategoricalAccuracy",
                           config=f'{{"k": {int(ev.top_k)}}}'),
         tfma.MetricConfig(class_name="SparseCategoricalCrossentropy"),
@@ -37,7 +43,7 @@ def build_eval_config(cfg: LensflowConfig) -> tfma.EvalConfig:
     ])
     recall = tfma.MetricConfig(class_name="Recall")
     if ev.min_class_recall is not None:
-        recall.threshold.CopyFrom(_lower_bound(ev.min_class_recall))
+        recall.per_slice_thresholds.append(_overall_only(_lower_bound(ev.min_class_recall)))
     per_class = tfma.MetricsSpec(
         binarize=tfma.BinarizationOptions(class_ids={"values": [0]}),
         metrics=[tfma.MetricConfig(class_name="Precision"), recall,

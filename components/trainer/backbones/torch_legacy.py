@@ -148,7 +148,7 @@ def load_legacy_state_dict(f: BinaryIO) -> "collections.OrderedDict[str, np.ndar
     magic = _safe_load(f, storages)
     if magic != LEGACY_MAGIC:
         raise pickle.UnpicklingError(
-            "not a legacy PyTorch file (bad magic number); zip-format checkpoints are not supported")
+            "not a legacy PyTorch file (bad magic number); zip-format checkpoints are unsupported")
     protocol = _safe_load(f, storages)
     if protocol != LEGACY_PROTOCOL:
         raise pickle.UnpicklingError(f"unsupported legacy protocol version {protocol!r}")

