@@ -36,7 +36,8 @@ def run_ids(store) -> List[str]:
 
 
 def run_artifacts(store, run_id: Optional[str] = None) -> Dict[str, Any]:
-    """``{run_id, artifacts: {(node, output_key): Artifact}, executions: {node: state}}``."""
+    """``{run_id, artifacts: {(component, output_key): Artifact}, executions: {component: state},
+    properties: {component: {exec property: value}}}``."""
     ids = run_ids(store)
     if not ids:
         raise RunNotFound("no pipeline run recorded yet")
@@ -45,24 +46,22 @@ def run_artifacts(store, run_id: Optional[str] = None) -> Dict[str, Any]:
     if context is None:
         raise RunNotFound(f"no run {run_id!r}; known runs: {', '.join(ids[-5:])}")
     executions = store.get_executions_by_context(context.id)
+    types = {t.id: t.name.rsplit(".", 1)[-1]
+             for t in store.get_execution_types_by_id(list({e.type_id for e in executions}))}
     by_id = {e.id: e for e in executions}
-    states = {}
-    for execution in executions:
-        node = execution.properties.get("component_id") or execution.custom_properties.get(
-            "component_id")
-        name = node.string_value if node else str(execution.type_id)
-        states[name] = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
+    states = {types[e.type_id]: metadata_store_pb2.Execution.State.Name(e.last_known_state)
+              for e in executions}
+    properties = {types[e.type_id]: {k: v.string_value for k, v in e.custom_properties.items()}
+                  for e in executions}
     artifacts: Dict[tuple, Any] = {}
     events = store.get_events_by_execution_ids(list(by_id))
     wanted = [e for e in events if e.type in _OUTPUT_EVENTS]
     found = {a.id: a for a in store.get_artifacts_by_id(list({e.artifact_id for e in wanted}))}
     for event in wanted:
-        execution = by_id[event.execution_id]
-        node = execution.custom_properties.get("component_id") or execution.properties.get(
-            "component_id")
         key = event.path.steps[0].key if event.path.steps else ""
-        artifacts[(node.string_value if node else "", key)] = found[event.artifact_id]
-    return {"run_id": run_id, "artifacts": artifacts, "executions": states}
+        artifacts[(types[by_id[event.execution_id].type_id], key)] = found[event.artifact_id]
+    return {"run_id": run_id, "artifacts": artifacts, "executions": states,
+            "properties": properties}
 
 
 def _by_key(artifacts, output_key: str):
@@ -72,15 +71,13 @@ def _by_key(artifacts, output_key: str):
     return None
 
 
-def _evaluated_split(evaluation_uri: str) -> Optional[str]:
-    """The split TFMA evaluated, from the eval config it stored."""
-    import tensorflow_model_analysis as tfma
-
-    try:
-        run = tfma.load_eval_result(evaluation_uri)
-        return run.data_location.rstrip("/*").split("Split-")[-1].split("/")[0] or None
-    except Exception:  # noqa: BLE001 - the summary must not fail on an unreadable config
-        return None
+def _evaluated_split(properties: Dict[str, Dict[str, str]]) -> Optional[str]:
+    """The split the Evaluator evaluated, from its ``example_splits`` exec property."""
+    for component, props in properties.items():
+        if component.endswith("Evaluator") and props.get("example_splits"):
+            splits = json.loads(props["example_splits"])
+            return splits[0] if splits else None
+    return None
 
 
 def summarise(metadata_path: str, run_id: Optional[str] = None) -> Dict[str, Any]:
@@ -101,7 +98,7 @@ def summarise(metadata_path: str, run_id: Optional[str] = None) -> Dict[str, Any
     evaluation = _by_key(arts, "evaluation")
     if evaluation is not None:
         summary["evaluation_uri"] = evaluation.uri
-        summary["evaluation_split"] = _evaluated_split(evaluation.uri)
+        summary["evaluation_split"] = _evaluated_split(run["properties"])
         summary.update(results.summary(evaluation.uri))
     blessing = _by_key(arts, "blessing")
     if blessing is not None:

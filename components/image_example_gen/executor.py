@@ -137,7 +137,7 @@ class Executor(BaseExampleGenExecutor):
             pipeline
             | "Candidates" >> beam.Create(result.candidates, reshuffle=True)
             | "Decode" >> beam.ParDo(_Decode(cfg.data.max_image_pixels, cfg.data.max_file_bytes,
-                                             cfg.data.split_buckets, splits)
+                                             cfg.data.split_buckets, result.splits)
                                      ).with_outputs(REJECTED_TAG, main="ok"))
         _ = decoded[REJECTED_TAG] | "WriteRejected" >> beam.io.WriteToText(
             os.path.join(work, "rejected"), file_name_suffix=".jsonl")

@@ -1,0 +1,107 @@
+"""ImageExampleGen's Beam executor on a folder laced with bad files, and on a pre-split tree."""
+import glob
+import os
+
+import pytest
+import tensorflow as tf
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
+from tfx.utils import proto_utils
+
+from components.image_example_gen import report
+from components.image_example_gen.component import ImageExampleGen
+from components.image_example_gen.executor import Executor, assign_split
+from components.image_example_gen.scan import DatasetError
+from components.image_example_gen.tests.badfiles import make_bad_tree
+from components.transform import features
+from pipeline.config import CUSTOM_CONFIG_KEY, LensflowConfig
+
+
+def run_executor(data_dir, out_dir, cfg=None):
+    """Run the executor as TFX would, with the exec properties ImageExampleGen declares."""
+    cfg = cfg or LensflowConfig()
+    component = ImageExampleGen(input_base=str(data_dir),
+                                custom_config={CUSTOM_CONFIG_KEY: cfg.to_json()})
+    props = {k: v for k, v in component.exec_properties.items()}
+    for key, value in props.items():
+        if hasattr(value, "DESCRIPTOR"):
+            props[key] = proto_utils.proto_to_json(value)
+    examples = standard_artifacts.Examples()
+    examples.uri = str(out_dir)
+    Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, props)
+    return examples
+
+
+def read_examples(examples, split):
+    pattern = os.path.join(artifact_utils.get_split_uri([examples], split), "*.gz")
+    out = []
+    for record in tf.data.TFRecordDataset(glob.glob(pattern), compression_type="GZIP"):
+        out.append(tf.train.Example.FromString(record.numpy()))
+    return out
+
+
+def test_bad_files_are_reported_with_reasons_and_counts_reconcile(tmp_path):
+    expected = make_bad_tree(tmp_path / "data", good_per_class=6)
+    examples = run_executor(tmp_path / "data", tmp_path / "out")
+    summary = report.read(examples.uri)
+    assert summary["found"] == summary["ingested"] + len(summary["rejected"]) + len(summary["ignored"])
+    assert summary["ingested"] == expected["good"]
+    rejected = {r["path"]: r["reason"] for r in summary["rejected"]}
+    assert set(rejected) == set(expected["rejected"])
+    for path, reason_part in expected["rejected"].items():
+        assert reason_part.lower() in rejected[path].lower(), (path, rejected[path])
+    assert {r["path"] for r in summary["ignored"]} == set(expected["ignored"])
+    assert any(expected["empty_folders"][0] in w for w in summary["warnings"])
+    assert examples.get_int_custom_property("rejected") == len(expected["rejected"])
+    names = artifact_utils.decode_split_names(examples.split_names)
+    assert sorted(names) == ["eval", "test", "train"]
+    written = {s: read_examples(examples, s) for s in names}
+    assert sum(len(v) for v in written.values()) == expected["good"]
+    assert {s: len(v) for s, v in written.items()} == {
+        s: e["total"] for s, e in summary["splits"].items()} | {
+        s: 0 for s in names if s not in summary["splits"]}
+    paths = {ex.features.feature[features.PATH_KEY].bytes_list.value[0].decode()
+             for v in written.values() for ex in v}
+    assert paths == set(expected["labels"])
+    for example in (ex for v in written.values() for ex in v):
+        feat = example.features.feature
+        label = expected["labels"][feat[features.PATH_KEY].bytes_list.value[0].decode()]
+        assert feat[features.LABEL_KEY].bytes_list.value[0].decode() == label
+        decoded = tf.io.decode_png(feat[features.IMAGE_KEY].bytes_list.value[0])
+        assert decoded.shape[0] == feat[features.HEIGHT_KEY].int64_list.value[0]
+
+
+def test_presplit_tree_keeps_test_apart_and_lends_eval_from_train(tmp_path):
+    for split in ("train", "test"):
+        make_bad_tree(tmp_path / "tmp" / split, good_per_class=20)
+        root = tmp_path / "data" / split
+        root.mkdir(parents=True)
+        for cls in ("cats", "dogs"):
+            os.rename(tmp_path / "tmp" / split / cls, root / cls)
+    examples = run_executor(tmp_path / "data", tmp_path / "out")
+    summary = report.read(examples.uri)
+    assert summary["layout"] == "presplit"
+    test_paths = {ex.features.feature[features.PATH_KEY].bytes_list.value[0].decode()
+                  for ex in read_examples(examples, "test")}
+    assert test_paths and all(p.startswith("test/") for p in test_paths)
+    for split in ("train", "eval"):
+        for ex in read_examples(examples, split):
+            assert ex.features.feature[features.PATH_KEY].bytes_list.value[0].decode().startswith("train/")
+
+
+def test_fewer_than_two_classes_stops_with_a_clear_error(tmp_path):
+    make_bad_tree(tmp_path / "data")
+    import shutil
+    shutil.rmtree(tmp_path / "data" / "dogs")
+    with pytest.raises(DatasetError, match="at least two classes"):
+        run_executor(tmp_path / "data", tmp_path / "out")
+
+
+def test_split_assignment_is_deterministic_by_content_hash():
+    buckets = {"train": 8, "eval": 1, "test": 1}
+    hashes = [f"{i:064x}" for i in range(2000)]
+    first = [assign_split(None, h, buckets, buckets) for h in hashes]
+    assert first == [assign_split(None, h, buckets, buckets) for h in hashes]
+    share = first.count("train") / len(first)
+    assert 0.75 < share < 0.85
+    assert assign_split("test", hashes[0], buckets, ["train", "test"]) == "test"
+    assert {assign_split("train", h, buckets, ["train", "test"]) for h in hashes} == {"train", "eval"}

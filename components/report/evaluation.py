@@ -1,0 +1,113 @@
+"""TFMA's stored results reshaped for the report: class-named tables, matrices and curves."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import tensorflow_model_analysis as tfma
+
+BASELINE_PREFIX = "baseline/"
+SLICE_COLUMNS = (("example_count", "examples"), ("sparse_categorical_accuracy", "accuracy"),
+                 ("sparse_top_k_categorical_accuracy", "top-k accuracy"),
+                 ("sparse_categorical_crossentropy", "loss"))
+PER_CLASS_METRICS = ("precision", "recall", "f1_score", "calibration")
+COMPARED = ("sparse_categorical_accuracy", "sparse_top_k_categorical_accuracy",
+            "sparse_categorical_crossentropy", "example_count")
+
+
+def _overall_plots(output_path: str) -> list:
+    """Plot key/value pairs of the candidate on the overall slice."""
+    for plots in tfma.load_plots(output_path):
+        if not plots.slice_key.single_slice_keys:
+            return [kv for kv in plots.plot_keys_and_values if kv.key.model_name != "baseline"]
+    return []
+
+
+def confusion_matrix(output_path: str, num_classes: int) -> np.ndarray:
+    """Counts ``[actual, predicted]`` at threshold 0 (argmax) from TFMA's confusion-matrix plot."""
+    for kv in _overall_plots(output_path):
+        if not kv.value.HasField("multi_class_confusion_matrix_at_thresholds"):
+            continue
+        matrices = kv.value.multi_class_confusion_matrix_at_thresholds.matrices
+        matrix = min(matrices, key=lambda m: abs(m.threshold))
+        counts = np.zeros((num_classes, num_classes), dtype=np.float64)
+        for entry in matrix.entries:
+            if 0 <= entry.predicted_class_id < num_classes:
+                counts[entry.actual_class_id, entry.predicted_class_id] += \
+                    entry.num_weighted_examples
+        return counts
+    raise LookupError(f"no multi_class_confusion_matrix_plot on the overall slice in {output_path}")
+
+
+def calibration_buckets(output_path: str, class_names: Sequence[str]) -> Dict[str, List[dict]]:
+    """Per class name: non-empty buckets ``{count, mean_prediction, observed}`` (one-vs-rest)."""
+    out: Dict[str, List[dict]] = {}
+    for kv in _overall_plots(output_path):
+        if not kv.value.HasField("calibration_histogram_buckets") or \
+                not kv.key.sub_key.HasField("class_id"):
+            continue
+        name = class_names[kv.key.sub_key.class_id.value]
+        out[name] = [{"count": b.num_weighted_examples.value,
+                      "mean_prediction": b.total_weighted_refined_prediction.value
+                      / b.num_weighted_examples.value,
+                      "observed": b.total_weighted_label.value / b.num_weighted_examples.value,
+                      "upper": b.upper_threshold_exclusive}
+                     for b in kv.value.calibration_histogram_buckets.buckets
+                     if b.num_weighted_examples.value > 0]
+    return out
+
+
+def pooled_reliability(per_class: Dict[str, List[dict]]) -> List[dict]:
+    """All classes' one-vs-rest buckets pooled by confidence bin (the reliability diagram)."""
+    pooled: Dict[float, List[float]] = {}
+    for buckets in per_class.values():
+        for b in buckets:
+            acc = pooled.setdefault(b["upper"], [0.0, 0.0, 0.0])
+            acc[0] += b["count"]
+            acc[1] += b["mean_prediction"] * b["count"]
+            acc[2] += b["observed"] * b["count"]
+    return [{"count": n, "mean_prediction": p / n, "observed": o / n}
+            for _, (n, p, o) in sorted(pooled.items())]
+
+
+def expected_calibration_error(buckets: List[dict]) -> Optional[float]:
+    """Count-weighted mean |observed - predicted| over the buckets."""
+    total = sum(b["count"] for b in buckets)
+    if not total:
+        return None
+    return sum(b["count"] * abs(b["observed"] - b["mean_prediction"]) for b in buckets) / total
+
+
+def per_class_rows(overall: Dict[str, float], class_names: Sequence[str],
+                   support: Sequence[float]) -> List[dict]:
+    """One row per class name: precision, recall, F1, calibration and support."""
+    rows = []
+    for class_id, name in enumerate(class_names):
+        row = {"class_id": class_id, "name": name, "support": int(support[class_id])}
+        for metric in PER_CLASS_METRICS:
+            row[metric] = overall.get(f"{metric}/class_{class_id}")
+        rows.append(row)
+    return rows
+
+
+def slice_rows(metrics_by_slice: Dict[str, Dict[str, float]]) -> List[dict]:
+    """Candidate's headline metrics per slice, overall first, then by slice name."""
+    names = sorted(metrics_by_slice, key=lambda s: (s != "overall", s))
+    return [{"slice": name, "values": {key: metrics_by_slice[name].get(key)
+                                       for key, _ in SLICE_COLUMNS}}
+            for name in names]
+
+
+def comparison_rows(overall: Dict[str, float]) -> List[dict]:
+    """Candidate vs baseline on the overall slice (empty when no baseline was evaluated)."""
+    rows = []
+    for key in COMPARED:
+        baseline = overall.get(BASELINE_PREFIX + key)
+        if baseline is None:
+            continue
+        candidate = overall.get(key)
+        diff = overall.get(f"{key}/diff")
+        if diff is None and candidate is not None:
+            diff = candidate - baseline
+        rows.append({"metric": key, "candidate": candidate, "baseline": baseline, "diff": diff})
+    return rows

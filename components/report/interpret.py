@@ -1,0 +1,124 @@
+"""Why the model said what it said: SmoothGrad saliency, Grad-CAM and filter-bank responses.
+
+All maps are computed on the transformed image (what the network sees), through the Keras
+model restored from the serving SavedModel; its ``tft_layer`` turns encoded bytes into that
+image exactly as serving does.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from components.trainer import filters
+from components.trainer.backbones import preprocessing  # noqa: F401 - registers ScaleShift
+from components.transform import features
+
+SMOOTHGRAD_SAMPLES = 8
+SMOOTHGRAD_NOISE = 0.1
+
+
+def load_keras_model(serving_dir: str) -> tf.keras.Model:
+    """The trained Keras model (with its ``tft_layer``) from the serving SavedModel."""
+    model = tf.keras.models.load_model(serving_dir, compile=False)
+    if not hasattr(model, "tft_layer"):
+        raise ValueError(f"{serving_dir} has no tft_layer: not a lensflow serving model")
+    return model
+
+
+def transformed_images(model: tf.keras.Model, encoded: Sequence[bytes]) -> np.ndarray:
+    """Encoded image bytes -> the float model input ``[N, H, W, C]`` via Transform's graph."""
+    raw = {features.IMAGE_KEY: tf.reshape(tf.constant(list(encoded)), [-1, 1])}
+    return model.tft_layer(raw)[features.IMAGE_XF].numpy()
+
+
+def _normalise(maps: np.ndarray) -> np.ndarray:
+    """Scale each map to [0, 1] (all-zero maps stay zero)."""
+    flat = maps.reshape(len(maps), -1)
+    low = flat.min(axis=1)[:, None, None]
+    span = (flat.max(axis=1) - flat.min(axis=1))[:, None, None]
+    return np.where(span > 0, (maps - low) / np.where(span > 0, span, 1), 0.0)
+
+
+def _class_scores(model, images, class_ids):
+    probabilities = model(images, training=False)
+    return tf.gather(probabilities, class_ids, axis=1, batch_dims=1)
+
+
+def saliency(model: tf.keras.Model, images: np.ndarray, class_ids: Sequence[int],
+             samples: int = SMOOTHGRAD_SAMPLES, seed: int = 0) -> np.ndarray:
+    """SmoothGrad: mean |d p(class) / d pixel| over noisy copies, max over channels, in [0, 1]."""
+    images = tf.convert_to_tensor(images, tf.float32)
+    class_ids = tf.constant(list(class_ids), tf.int32)
+    spread = SMOOTHGRAD_NOISE * (tf.reduce_max(images) - tf.reduce_min(images))
+    rng = tf.random.Generator.from_seed(seed)
+    total = tf.zeros_like(images)
+    for _ in range(samples):
+        noisy = images + rng.normal(tf.shape(images)) * spread
+        with tf.GradientTape() as tape:
+            tape.watch(noisy)
+            scores = _class_scores(model, noisy, class_ids)
+        total += tf.abs(tape.gradient(scores, noisy))
+    return _normalise(tf.reduce_max(total, axis=-1).numpy())
+
+
+def _graph_nodes(model: tf.keras.Model):
+    """(depth, node) of the functional graph; depth 0 is the output."""
+    if not getattr(model, "_is_graph_network", False):
+        raise ValueError(f"Grad-CAM needs a functional or Sequential model, got {model.name!r}")
+    return [(depth, node) for depth, nodes in model._nodes_by_depth.items() for node in nodes]
+
+
+def last_feature_map(model: tf.keras.Model):
+    """(layer name, tensor) of the spatial feature map nearest the output."""
+    candidates = []
+    for depth, node in _graph_nodes(model):
+        if isinstance(node.layer, tf.keras.layers.InputLayer):
+            continue
+        outputs = tf.nest.flatten(node.output_tensors)
+        if len(outputs) == 1 and outputs[0].shape.rank == 4 and \
+                (outputs[0].shape[1] or 0) > 1 and (outputs[0].shape[2] or 0) > 1:
+            candidates.append((depth, node.layer.name, outputs[0]))
+    if not candidates:
+        raise ValueError(f"model {model.name!r} has no spatial feature map for Grad-CAM")
+    _, name, tensor = min(candidates, key=lambda c: c[0])
+    return name, tensor
+
+
+def grad_cam(model: tf.keras.Model, images: np.ndarray,
+             class_ids: Sequence[int]) -> Dict[str, object]:
+    """Grad-CAM of the predicted-class probability on the last spatial feature map.
+
+    Returns ``{"layer": name, "maps": [N, H, W] in [0, 1]}`` resized to the input size.
+    """
+    layer_name, feature_map = last_feature_map(model)
+    probe = tf.keras.Model(model.inputs, [feature_map, model.outputs[0]])
+    images = tf.convert_to_tensor(images, tf.float32)
+    class_ids = tf.constant(list(class_ids), tf.int32)
+    with tf.GradientTape() as tape:
+        activations, probabilities = probe(images, training=False)
+        scores = tf.gather(probabilities, class_ids, axis=1, batch_dims=1)
+    grads = tape.gradient(scores, activations)
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))[..., tf.newaxis]
+    cam = tf.image.resize(cam, tf.shape(images)[1:3], method="bilinear")[..., 0]
+    return {"layer": layer_name, "maps": _normalise(cam.numpy())}
+
+
+def filter_banks(model: tf.keras.Model) -> List[filters.FilterBank]:
+    """The handcrafted FilterBank layers of a model (empty for other families)."""
+    return [m for m in model.submodules if isinstance(m, filters.FilterBank)]
+
+
+def filter_bank_view(model: tf.keras.Model, image: np.ndarray) -> Optional[Dict[str, object]]:
+    """Kernels (input channel 0) and their responses on ``image`` (mean over channels)."""
+    banks = filter_banks(model)
+    if not banks:
+        return None
+    bank = banks[0]
+    kernels = bank.kernels
+    responses = filters.responses(model, image, bank_name=bank.name)
+    return {"bank": bank.name, "mode": bank.mode,
+            "kernels": {name: kernels[:, :, 0, i] for i, name in enumerate(bank.base_names)},
+            "responses": {name: maps.mean(axis=-1) for name, maps in responses.items()}}

@@ -1,0 +1,159 @@
+"""Matplotlib charts rendered to inline PNG data URIs (Agg backend: no display needed)."""
+from __future__ import annotations
+
+import base64
+import io
+from typing import Dict, List, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+DPI = 100
+
+
+def png_uri(png: bytes) -> str:
+    """A PNG as a ``data:`` URI."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def figure_uri(fig) -> str:
+    """Render and close a figure; return it as a PNG data URI."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return png_uri(buffer.getvalue())
+
+
+def confusion_heatmap(counts: np.ndarray, class_names: Sequence[str]) -> str:
+    """Rows = true class, columns = predicted; colour = share of the row, text = count."""
+    n = len(class_names)
+    rows = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(1.5 + 0.62 * n, 1.2 + 0.55 * n))
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), labels=class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), labels=class_names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    for i in range(n):
+        for j in range(n):
+            if counts[i, j]:
+                ax.text(j, i, f"{counts[i, j]:g}", ha="center", va="center", fontsize=8,
+                        color="white" if share[i, j] > 0.5 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
+    return figure_uri(fig)
+
+
+def per_class_bars(rows: List[dict]) -> str:
+    """Precision, recall and F1 per class name, grouped bars."""
+    names = [r["name"] for r in rows]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(rows)), 3.6))
+    for offset, metric in zip((-0.27, 0, 0.27), ("precision", "recall", "f1_score")):
+        values = [r[metric] if r[metric] is not None else np.nan for r in rows]
+        ax.bar(x + offset, values, width=0.26, label=metric.replace("_score", ""))
+    ax.set_xticks(x, labels=names, rotation=45, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("score")
+    ax.legend(ncol=3, loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+    return figure_uri(fig)
+
+
+def reliability(pooled: List[dict], per_class: Dict[str, List[dict]]) -> str:
+    """Reliability diagram: observed frequency vs mean predicted probability."""
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(5.5, 6), sharex=True,
+                                   gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    for buckets in per_class.values():
+        ax.plot([b["mean_prediction"] for b in buckets], [b["observed"] for b in buckets],
+                color="tab:blue", alpha=0.15, linewidth=1)
+    ax.plot([b["mean_prediction"] for b in pooled], [b["observed"] for b in pooled], "o-",
+            color="tab:red", label="all classes (one-vs-rest, pooled)")
+    ax.set_ylabel("observed frequency")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left", fontsize=8)
+    hist.bar([b["mean_prediction"] for b in pooled], [b["count"] for b in pooled], width=0.05,
+             color="tab:red", alpha=0.6)
+    hist.set_yscale("log")
+    hist.set_xlabel("mean predicted probability")
+    hist.set_ylabel("count")
+    return figure_uri(fig)
+
+
+def training_curves(history: Dict[str, List[float]]) -> str:
+    """Loss and accuracy per epoch, train vs validation; a line marks a fine-tuning phase."""
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for key, style in ((metric, "o-"), (f"val_{metric}", "s--")):
+            if key in history:
+                ax.plot(epochs, history[key], style, label=key)
+        phases = history.get("phase") or []
+        for epoch, (before, after) in enumerate(zip(phases, phases[1:]), start=1):
+            if before != after:
+                ax.axvline(epoch + 0.5, color="grey", linestyle=":", label="fine-tuning starts")
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.set_xticks(epochs)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return figure_uri(fig)
+
+
+def _display(image: np.ndarray) -> np.ndarray:
+    """A model-input image scaled to [0, 1] for display (2-D for one channel)."""
+    low, high = float(image.min()), float(image.max())
+    scaled = (image - low) / (high - low) if high > low else np.zeros_like(image)
+    return scaled[..., 0] if scaled.shape[-1] == 1 else scaled
+
+
+def explanations(samples: List[dict], cam_layer: Optional[str]) -> str:
+    """One row per sample: model input, SmoothGrad saliency overlay, Grad-CAM overlay."""
+    columns = 3 if cam_layer else 2
+    fig, axes = plt.subplots(len(samples), columns, figsize=(2.6 * columns, 2.6 * len(samples)),
+                             squeeze=False)
+    titles = ["model input", "saliency (SmoothGrad)", f"Grad-CAM ({cam_layer})"]
+    for row, sample in zip(axes, samples):
+        shown = _display(sample["image"])
+        cmap = "gray" if shown.ndim == 2 else None
+        maps = [None, sample["saliency"], sample.get("grad_cam")]
+        for col, ax in enumerate(row):
+            ax.imshow(shown, cmap=cmap)
+            if maps[col] is not None:
+                ax.imshow(maps[col], cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(titles[col], fontsize=8)
+        verdict = "right" if sample["label"] == sample["predicted"] else "WRONG"
+        row[0].set_ylabel(f"true {sample['label']}\npred {sample['predicted']} "
+                          f"({sample['confidence']:.2f}) {verdict}", fontsize=8)
+    return figure_uri(fig)
+
+
+def filter_bank(view: dict, image: np.ndarray) -> str:
+    """Top row: each handcrafted kernel; bottom row: its response on the sample image."""
+    names = list(view["kernels"])
+    fig, axes = plt.subplots(2, len(names) + 1, figsize=(1.9 * (len(names) + 1), 4),
+                             squeeze=False)
+    shown = _display(image)
+    axes[1][0].imshow(shown, cmap="gray" if shown.ndim == 2 else None)
+    axes[1][0].set_title("sample input", fontsize=8)
+    axes[0][0].axis("off")
+    for col, name in enumerate(names, start=1):
+        kernel = view["kernels"][name]
+        bound = float(np.abs(kernel).max()) or 1.0
+        axes[0][col].imshow(kernel, cmap="RdBu_r", vmin=-bound, vmax=bound)
+        axes[0][col].set_title(name, fontsize=7)
+        response = view["responses"][name]
+        bound = float(np.abs(response).max()) or 1.0
+        axes[1][col].imshow(response, cmap="RdBu_r", vmin=-bound, vmax=bound)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return figure_uri(fig)

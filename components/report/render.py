@@ -1,0 +1,79 @@
+"""Turn the collected report data into ONE self-contained HTML file (Jinja2 + inline PNGs)."""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Dict, Optional
+
+import jinja2
+
+from components.report import build, plots
+
+TEMPLATE = "report.html.j2"
+_TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
+
+
+def _fmt(value, digits: int = 4) -> str:
+    """Numbers for tables: fixed decimals, integers as integers, missing as a dash."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
+        return f"{int(value)}"
+    if isinstance(value, (int, float)):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _signed(value, digits: int = 4) -> str:
+    return "—" if value is None or not math.isfinite(value) else f"{value:+.{digits}f}"
+
+
+def environment() -> jinja2.Environment:
+    """Jinja2 environment over the package's templates, HTML-escaping on."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(_TEMPLATES),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]),
+                             undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             lstrip_blocks=True)
+    env.filters["fmt"] = _fmt
+    env.filters["signed"] = _signed
+    env.filters["png"] = plots.png_uri
+    return env
+
+
+def charts(data: Dict[str, Any]) -> Dict[str, Optional[str]]:
+    """Every chart of the report as a PNG data URI (None when its data is missing)."""
+    out: Dict[str, Optional[str]] = {}
+    ev = data.get("evaluation")
+    if ev:
+        names = data["class_names"]
+        out["confusion"] = plots.confusion_heatmap(ev["confusion"], names)
+        out["per_class"] = plots.per_class_bars(ev["per_class"])
+        out["reliability"] = plots.reliability(ev["calibration"]["pooled"],
+                                               ev["calibration"]["per_class"])
+    if data.get("training"):
+        out["training"] = plots.training_curves(data["training"]["history"])
+    interp = data.get("interpretation")
+    if interp and interp["samples"]:
+        out["explanations"] = plots.explanations(interp["samples"], interp["cam_layer"])
+        if interp["filter_bank"]:
+            out["filter_bank"] = plots.filter_bank(interp["filter_bank"],
+                                                   interp["filter_bank_image"])
+    return out
+
+
+def render(data: Dict[str, Any]) -> str:
+    """The report HTML for data from ``build.collect``."""
+    template = environment().get_template(TEMPLATE)
+    return template.render(d=data, charts=charts(data))
+
+
+def write_report(metadata_path: str, run_id: Optional[str], out_path: str) -> str:
+    """Collect, render and write the report of a run; returns the absolute path written."""
+    html = render(build.collect(metadata_path, run_id))
+    out_path = os.path.abspath(os.path.expanduser(out_path))
+    if os.path.isdir(out_path):
+        raise IsADirectoryError(f"--out must be a file path, {out_path} is a directory")
+    os.makedirs(os.path.dirname(out_path), exist_ok=True)
+    with open(out_path, "w", encoding="utf-8") as fh:
+        fh.write(html)
+    return out_path
