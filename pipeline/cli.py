@@ -141,5 +141,30 @@ def summary(home, config_file, run_id, as_json):
                else run_summary.format_text(result))
 
 
+@main.command()
+@home_option
+@config_option
+@click.option("--json", "as_json", is_flag=True)
+def models(home, config_file, as_json):
+    """List model families and backbones, with where each backbone's weights come from."""
+    from components.trainer.backbones import list_backbones
+    from components.trainer.models import DESCRIPTIONS
+
+    cfg = make_config(config_file, home)
+    backbones = list_backbones(cfg.weights_cache_dir)
+    if as_json:
+        click.echo(json.dumps({"families": DESCRIPTIONS, "backbones": backbones}, indent=2))
+        return
+    click.echo("model families (--model):")
+    for name, text in DESCRIPTIONS.items():
+        click.echo(f"  {name:<13} {text}")
+    click.echo("backbones for --model transfer (--backbone), weights='imagenet':")
+    for entry in backbones:
+        state = "available" if entry["available"] else "NOT available offline"
+        click.echo(f"  {entry['name']:<18} {state:<22} {entry['weights_source']}")
+        if not entry["available"]:
+            click.echo(f"  {'':<18} {entry['detail']}")
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,9 +9,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import posixpath
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
@@ -137,12 +139,21 @@ class BeamConfig:
 
 @dataclass
 class KubeflowConfig:
-    """What the compiled Kubeflow pipeline runs with."""
+    """What the compiled Kubeflow pipeline runs with.
+
+    ``serving_dir`` and ``data_path`` are paths inside the pipeline's pods (ingestion and the
+    Pusher use POSIX file APIs), normally on the PersistentVolumeClaims in ``volumes``
+    (``"<claim name>:<mount path>"``), mounted on the components that use them. ``workdir`` is
+    where ``kubeflow/Dockerfile`` puts the repository (the curated schema is read from there).
+    """
 
     image: str = "lensflow:latest"
     pipeline_root: str = "gs://YOUR-BUCKET/lensflow"
     serving_dir: str = "/mnt/models"
-    data_path: str = "gs://YOUR-BUCKET/images"
+    data_path: str = "/mnt/data/images"
+    volumes: List[str] = field(
+        default_factory=lambda: ["lensflow-models:/mnt/models", "lensflow-data:/mnt/data"])
+    workdir: str = "/lensflow"
 
 
 @dataclass
@@ -198,8 +209,19 @@ class LensflowConfig:
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+    def to_json(self, keys: Optional[List[str]] = None) -> str:
+        """JSON of the whole config, or of only ``keys`` (sections or dotted fields), so a
+        component's cache key changes only when a setting it uses changes."""
+        raw = self.to_dict()
+        if keys is None:
+            return json.dumps(raw, sort_keys=True)
+        out: Dict[str, Any] = {}
+        for key in keys:
+            src, dst, parts = raw, out, key.split(".")
+            for part in parts[:-1]:
+                src, dst = src[part], dst.setdefault(part, {})
+            dst[parts[-1]] = src[parts[-1]]
+        return json.dumps(out, sort_keys=True)
 
     @classmethod
     def from_dict(cls, raw: Dict[str, Any]) -> "LensflowConfig":
@@ -286,6 +308,51 @@ def validate(cfg: LensflowConfig) -> None:
         raise ConfigError("evaluation.min_accuracy must be within [0, 1]")
     if cfg.push.keep_versions < 1:
         raise ConfigError("push.keep_versions must be at least 1")
+    _validate_beam(cfg.beam)
+    _validate_kubeflow(cfg.kubeflow)
+
+
+def _validate_beam(beam: BeamConfig) -> None:
+    if int(beam.direct_num_workers) < 1:
+        raise ConfigError(f"beam.direct_num_workers={beam.direct_num_workers}; must be at least 1")
+    if beam.runner == "PortableRunner" and not beam.job_endpoint:
+        raise ConfigError("beam.runner=PortableRunner needs beam.job_endpoint (host:port)")
+    if not isinstance(beam.extra_args, list) or not all(
+            isinstance(arg, str) and arg.startswith("--") for arg in beam.extra_args):
+        raise ConfigError(f"beam.extra_args={beam.extra_args!r}; expected a list of '--flag=value'")
+
+
+_PVC_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+def parse_volume(spec: str) -> Tuple[str, str]:
+    """``"claim:/mount/path"`` -> (claim, mount path); ConfigError when malformed."""
+    claim, sep, mount = str(spec).partition(":")
+    if not sep or not _PVC_NAME.match(claim) or not _is_abs_posix(mount):
+        raise ConfigError(f"kubeflow.volumes entry {spec!r}; expected '<claim name>:<absolute "
+                          "mount path>' with a lower-case DNS-1123 claim name")
+    return claim, posixpath.normpath(mount)
+
+
+def _is_abs_posix(path: str) -> bool:
+    return isinstance(path, str) and path.startswith("/") and "://" not in path
+
+
+def _validate_kubeflow(kf: KubeflowConfig) -> None:
+    if not kf.image or any(ch.isspace() for ch in kf.image):
+        raise ConfigError(f"kubeflow.image={kf.image!r}; expected a container image reference")
+    if "://" not in kf.pipeline_root:
+        raise ConfigError(f"kubeflow.pipeline_root={kf.pipeline_root!r}; expected an object "
+                          "store URI such as gs://bucket/lensflow")
+    for name in ("serving_dir", "data_path", "workdir"):
+        if not _is_abs_posix(getattr(kf, name)):
+            raise ConfigError(f"kubeflow.{name}={getattr(kf, name)!r}; expected an absolute path "
+                              "inside the pipeline's pods (mount a volume there)")
+    if not isinstance(kf.volumes, list):
+        raise ConfigError(f"kubeflow.volumes={kf.volumes!r}; expected a list of 'claim:/path'")
+    mounts = [parse_volume(spec)[1] for spec in kf.volumes]
+    if len(set(mounts)) != len(mounts):
+        raise ConfigError(f"kubeflow.volumes={kf.volumes}; two claims share a mount path")
 
 
 def load_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None

@@ -8,6 +8,7 @@ Kubeflow image where lensflow is installed.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import List, Optional
@@ -26,6 +27,13 @@ PREPROCESSING_FN = "components.transform.preprocessing.preprocessing_fn"
 RUN_FN = "components.trainer.run.run_fn"
 TUNER_FN = "components.trainer.tuning.tuner_fn"
 PRESPLIT_NAMES = {"train", "test", "eval", "validation"}
+TRAINER_KEYS = ["home", "augment", "model", "train", "tuner", "evaluation.top_k"]
+
+
+def transform_config(cfg: LensflowConfig) -> str:
+    """Transform sees only the image settings, with normalisation resolved for the family."""
+    image = {**cfg.to_dict()["image"], "normalize": cfg.effective_normalize}
+    return json.dumps({"image": image}, sort_keys=True)
 
 
 def beam_pipeline_args(cfg: LensflowConfig) -> List[str]:
@@ -81,13 +89,16 @@ def input_base(cfg: LensflowConfig) -> str:
 
 def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
                     pipeline_root: Optional[str] = None, serving_dir: Optional[str] = None,
-                    data_root: Optional[str] = None) -> tfx.dsl.Pipeline:
-    """Build the TFX pipeline for ``cfg``; runners supply metadata and roots."""
-    custom = {CUSTOM_CONFIG_KEY: cfg.to_json()}
+                    data_root: Optional[str] = None,
+                    schema_file: Optional[str] = None) -> tfx.dsl.Pipeline:
+    """Build the TFX pipeline for ``cfg``; runners supply metadata, roots and, for a container
+    image, where the curated schema lives in it."""
+    custom = {CUSTOM_CONFIG_KEY: cfg.to_json(TRAINER_KEYS)}
     example_gen = ImageExampleGen(
         input_base=data_root or input_base(cfg),
-        custom_config={**custom, "dataset_fingerprint": dataset_fingerprint(cfg)})
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=str(CURATED_SCHEMA))
+        custom_config={CUSTOM_CONFIG_KEY: cfg.to_json(["data"]),
+                       "dataset_fingerprint": dataset_fingerprint(cfg)})
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file or str(CURATED_SCHEMA))
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"])
     example_validator = tfx.components.ExampleValidator(
@@ -101,7 +112,7 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
         preprocessing_fn=PREPROCESSING_FN,
         splits_config=tfx.proto.SplitsConfig(
             analyze=["train"], transform=sorted({"train", "eval", evaluation_split(cfg)})),
-        custom_config=custom)
+        custom_config={CUSTOM_CONFIG_KEY: transform_config(cfg)})
     components = [example_gen, schema_gen, statistics_gen, example_validator, gate, transform]
 
     hyperparameters = None

@@ -13,7 +13,8 @@ import click
 from pipeline.cli import config_option, home_option, make_config
 
 
-def _model_name(config_file, home, model_name):
+def _config_and_name(config_file, home, model_name):
+    """The run config (with ``--model-name`` applied) and the served model's name."""
     cfg = make_config(config_file, home, **{"push.model_name": model_name})
     return cfg, cfg.push.model_name
 
@@ -40,7 +41,7 @@ def serve(home, config_file, model_dir, model_name, rest_port, grpc_port, host, 
     from serving.model_store import resolve_model_base
     from serving.server import STAND_IN_NOTICE, StandInServer
 
-    cfg, name = _model_name(config_file, home, model_name)
+    cfg, name = _config_and_name(config_file, home, model_name)
     path = model_dir or cfg.serving_dir
     if not os.path.isdir(path):
         raise click.UsageError(f"{path} does not exist: nothing pushed yet? Run the pipeline "
@@ -98,7 +99,7 @@ def predict(home, config_file, images, model_dir, url, grpc_address, model_name,
 
     if sum(x is not None for x in (model_dir, url, grpc_address)) > 1:
         raise click.UsageError("give at most one of --model-dir, --url, --grpc")
-    cfg, name = _model_name(config_file, home, model_name)
+    cfg, name = _config_and_name(config_file, home, model_name)
     try:
         data = [client.read_image(path) for path in images]
         predictor = _predictor(client, cfg, name, model_dir, url, grpc_address, version, timeout)

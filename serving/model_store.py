@@ -1,8 +1,9 @@
 """The version folders of one model, served the way TF Serving serves them.
 
 ``ModelStore`` polls ``<serving_dir>/<model_name>/`` for numeric version folders, loads the newest
-(``num_versions`` of them, TF Serving's "latest" policy) before unloading the one it replaces, and
-unloads a version whose folder disappears. Version states use TF Serving's names.
+(``num_versions`` of them, TF Serving's "latest" policy) before unloading the one it replaces,
+keeps the previous version when a new one fails to load, and unloads a version whose folder
+disappears (the next newest takes over). Version states use TF Serving's names.
 """
 from __future__ import annotations
 
@@ -70,16 +71,27 @@ class ModelStore:
         self._states: Dict[int, VersionStatus] = {}
 
     def refresh(self) -> None:
-        """Load wanted versions not yet tried, then unload the ones no longer wanted or on disk."""
+        """Load the newest loadable versions, then unload the ones no longer wanted or on disk.
+
+        A version that fails to load is skipped (and not retried), so the previous one keeps
+        serving; new versions are loaded before the ones they replace are unloaded."""
         with self._refresh_lock:
             on_disk = list_versions(self.model_base)
-            wanted = on_disk[-self.num_versions:]
-            for version in wanted:
-                if self._should_load(version):
+            while True:
+                wanted = self._wanted(on_disk)
+                pending = [v for v in wanted if self._should_load(v)]
+                if not pending:
+                    break
+                for version in pending:
                     self._load(version)
             for version in sorted(self._loaded):
                 if version not in wanted:
                     self._unload(version, "folder removed" if version not in on_disk else "superseded")
+
+    def _wanted(self, on_disk: List[int]) -> List[int]:
+        with self._lock:
+            failed = {v for v, s in self._states.items() if s.error_code != "OK"}
+        return [v for v in on_disk if v not in failed][-self.num_versions:]
 
     def get(self, version: Optional[int] = None) -> LoadedModel:
         """The newest loaded version, or ``version`` (NotFound, in TF Serving's words, if absent)."""
@@ -91,6 +103,11 @@ class ModelStore:
         request = f"Latest({self.model_name})" if version is None else \
             f"Specific({self.model_name}, {version})"
         raise NotFound(f"Servable not found for request: {request}")
+
+    def loaded_versions(self) -> List[int]:
+        """Versions ready to answer, oldest first."""
+        with self._lock:
+            return sorted(self._loaded)
 
     def status(self, version: Optional[int] = None) -> List[VersionStatus]:
         """States of all known versions, newest first, or of one (NotFound if never seen)."""

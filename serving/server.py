@@ -66,6 +66,9 @@ class StandInServer:
         self._watcher = Watcher(self.store, self._poll_seconds).start()
         log.info("serving %s from %s: REST %s, gRPC %s", self.store.model_name,
                  self.store.model_base, self.rest_url, self.grpc_address)
+        if not self.store.loaded_versions():
+            log.warning("no loadable version under %s yet; looking again every %ss",
+                        self.store.model_base, self._poll_seconds)
         return self
 
     def stop(self) -> None:

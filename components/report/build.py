@@ -78,7 +78,7 @@ def evaluation_section(summary: Dict[str, Any], names: Sequence[str]) -> Dict[st
         "slice_columns": evaluation.SLICE_COLUMNS,
         "slices": evaluation.slice_rows(summary["metrics_by_slice"]),
         "confusion": counts,
-        "per_class": evaluation.per_class_rows(overall, names, counts.sum(axis=1)),
+        "per_class": evaluation.per_class_rows(overall, names, counts),
         "calibration": {"per_class": per_class_calibration, "pooled": pooled,
                         "ece": evaluation.expected_calibration_error(pooled)},
         "comparison": evaluation.comparison_rows(overall),

@@ -79,11 +79,17 @@ def expected_calibration_error(buckets: List[dict]) -> Optional[float]:
 
 
 def per_class_rows(overall: Dict[str, float], class_names: Sequence[str],
-                   support: Sequence[float]) -> List[dict]:
-    """One row per class name: precision, recall, F1, calibration and support."""
+                   counts: np.ndarray) -> List[dict]:
+    """One row per class name: TFMA's precision, recall, F1 and calibration (one-vs-rest at
+    probability 0.5), top-1 precision and recall from the confusion matrix, and support."""
     rows = []
+    predicted = counts.sum(axis=0)
+    actual = counts.sum(axis=1)
     for class_id, name in enumerate(class_names):
-        row = {"class_id": class_id, "name": name, "support": int(support[class_id])}
+        hits = counts[class_id, class_id]
+        row = {"class_id": class_id, "name": name, "support": int(actual[class_id]),
+               "top1_precision": hits / predicted[class_id] if predicted[class_id] else None,
+               "top1_recall": hits / actual[class_id] if actual[class_id] else None}
         for metric in PER_CLASS_METRICS:
             row[metric] = overall.get(f"{metric}/class_{class_id}")
         rows.append(row)

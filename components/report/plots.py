@@ -59,7 +59,7 @@ def per_class_bars(rows: List[dict]) -> str:
     ax.set_xticks(x, labels=names, rotation=45, ha="right")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("score")
-    ax.legend(ncol=3, loc="lower right")
+    ax.legend(ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     return figure_uri(fig)
 
@@ -77,7 +77,7 @@ def reliability(pooled: List[dict], per_class: Dict[str, List[dict]]) -> str:
     ax.set_ylabel("observed frequency")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="lower right", fontsize=8)
     hist.bar([b["mean_prediction"] for b in pooled], [b["count"] for b in pooled], width=0.05,
              color="tab:red", alpha=0.6)
     hist.set_yscale("log")
@@ -114,25 +114,26 @@ def _display(image: np.ndarray) -> np.ndarray:
 
 
 def explanations(samples: List[dict], cam_layer: Optional[str]) -> str:
-    """One row per sample: model input, SmoothGrad saliency overlay, Grad-CAM overlay."""
-    columns = 3 if cam_layer else 2
-    fig, axes = plt.subplots(len(samples), columns, figsize=(2.6 * columns, 2.6 * len(samples)),
+    """One column per sample; rows: model input, SmoothGrad saliency, Grad-CAM overlays."""
+    rows = ["model input", "saliency\n(SmoothGrad)"] + ([f"Grad-CAM\n({cam_layer})"] if cam_layer else [])
+    keys = [None, "saliency", "grad_cam"]
+    fig, axes = plt.subplots(len(rows), len(samples), figsize=(2.1 * len(samples), 2.3 * len(rows)),
                              squeeze=False)
-    titles = ["model input", "saliency (SmoothGrad)", f"Grad-CAM ({cam_layer})"]
-    for row, sample in zip(axes, samples):
+    for col, sample in enumerate(samples):
         shown = _display(sample["image"])
-        cmap = "gray" if shown.ndim == 2 else None
-        maps = [None, sample["saliency"], sample.get("grad_cam")]
-        for col, ax in enumerate(row):
-            ax.imshow(shown, cmap=cmap)
-            if maps[col] is not None:
-                ax.imshow(maps[col], cmap="jet", alpha=0.5, vmin=0, vmax=1)
+        verdict = "right" if sample["label"] == sample["predicted"] else "WRONG"
+        axes[0][col].set_title(f"true {sample['label']}\npred {sample['predicted']} "
+                               f"{sample['confidence']:.2f}\n{verdict}", fontsize=8,
+                               color="black" if verdict == "right" else "tab:red")
+        for row, key in enumerate(keys[:len(rows)]):
+            ax = axes[row][col]
+            ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None)
+            if key is not None:
+                ax.imshow(sample[key], cmap="jet", alpha=0.5, vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(titles[col], fontsize=8)
-        verdict = "right" if sample["label"] == sample["predicted"] else "WRONG"
-        row[0].set_ylabel(f"true {sample['label']}\npred {sample['predicted']} "
-                          f"({sample['confidence']:.2f}) {verdict}", fontsize=8)
+            if col == 0:
+                ax.set_ylabel(rows[row], fontsize=9)
     return figure_uri(fig)
 
 

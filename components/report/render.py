@@ -14,14 +14,17 @@ _TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates
 
 
 def _fmt(value, digits: int = 4) -> str:
-    """Numbers for tables: fixed decimals, integers as integers, missing as a dash."""
+    """Numbers for tables: fixed decimals, missing as a dash."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
-    if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
-        return f"{int(value)}"
     if isinstance(value, (int, float)):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def _count(value) -> str:
+    """Counts (TFMA stores them as floats) without decimals."""
+    return "—" if value is None else f"{value:,.0f}"
 
 
 def _signed(value, digits: int = 4) -> str:
@@ -36,6 +39,7 @@ def environment() -> jinja2.Environment:
                              lstrip_blocks=True)
     env.filters["fmt"] = _fmt
     env.filters["signed"] = _signed
+    env.filters["count"] = _count
     env.filters["png"] = plots.png_uri
     return env
 

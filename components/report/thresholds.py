@@ -76,18 +76,24 @@ def _applies(slice_spec, slice_key) -> bool:
 
 
 def outcomes(output_path: str) -> List[dict]:
-    """``{metric, slice, kind, value, bound, passed, margin}`` for every applicable threshold.
+    """Threshold outcomes of a stored TFMA evaluation (see ``evaluate``)."""
+    return evaluate(stored_eval_config(output_path), _metrics_by_slice_key(output_path))
+
+
+def evaluate(eval_config: config_pb2.EvalConfig,
+             metrics_by_slice_key: Dict[tuple, Dict[metric_types.MetricKey, float]]) -> List[dict]:
+    """``{metric, slice, kind, value, bound, passed, margin}`` for every applicable threshold,
+    failures first.
 
     ``margin`` is how far inside (>= 0) or outside (< 0) the bound the value is; a threshold
     whose metric was not computed counts as failed, as TFMA counts it.
     """
-    eval_config = stored_eval_config(output_path)
     thresholds = metric_specs.metric_thresholds_from_metrics_specs(
         eval_config.metrics_specs, eval_config=eval_config)
     baseline_spec = model_util.get_baseline_model_spec(eval_config)
     baseline_name = baseline_spec.name if baseline_spec else None
     rows = []
-    for slice_key, metrics in _metrics_by_slice_key(output_path).items():
+    for slice_key, metrics in metrics_by_slice_key.items():
         slice_name = _slice_name(slicer_lib.serialize_slice_key(slice_key))
         for metric_key, entries in thresholds.items():
             if baseline_name and metric_key.model_name == baseline_name:

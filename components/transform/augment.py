@@ -102,7 +102,35 @@ class RandomBrightnessShift(tf.keras.layers.Layer):
         return {**super().get_config(), "delta": self.delta, "seed": self.seed}
 
 
-def _layers(policy: Dict[str, object], size: int, seed: int) -> List[tf.keras.layers.Layer]:
+class RandomPadCrop(tf.keras.layers.Layer):
+    """Zero-pad by ``padding`` pixels, then crop back to the original size at a random offset
+    per image (translation with a black border); the identity outside training."""
+
+    def __init__(self, padding: int, seed: int, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = padding
+        self.seed = seed
+        self._generator = tf.random.Generator.from_seed(seed)
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        pad = self.padding
+        shape = tf.shape(images)
+        padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+        offsets = self._generator.uniform([shape[0], 2], 0, 2 * pad + 1, dtype=tf.int32)
+
+        def crop(args):
+            image, offset = args
+            return tf.image.crop_to_bounding_box(image, offset[0], offset[1], shape[1], shape[2])
+
+        return tf.map_fn(crop, (padded, offsets), fn_output_signature=images.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding, "seed": self.seed}
+
+
+def _layers(policy: Dict[str, object], seed: int) -> List[tf.keras.layers.Layer]:
     layers = tf.keras.layers
     out: List[tf.keras.layers.Layer] = []
     flips = [d for d, key in (("horizontal", "horizontal_flip"), ("vertical", "vertical_flip"))
@@ -117,8 +145,7 @@ def _layers(policy: Dict[str, object], size: int, seed: int) -> List[tf.keras.la
         t = policy["translation"]
         out.append(layers.RandomTranslation(t, t, fill_mode="reflect", seed=seed + 3))
     if "crop_padding" in policy:
-        pad = int(policy["crop_padding"])
-        out += [layers.ZeroPadding2D(pad), layers.RandomCrop(size, size, seed=seed + 4)]
+        out.append(RandomPadCrop(int(policy["crop_padding"]), seed=seed + 4))
     if "contrast" in policy:
         out.append(layers.RandomContrast(policy["contrast"], seed=seed + 5))
     if "brightness" in policy:
@@ -130,7 +157,7 @@ def _layers(policy: Dict[str, object], size: int, seed: int) -> List[tf.keras.la
 
 def build_augmenter(cfg: AugmentConfig, image_shape) -> Optional[tf.keras.Sequential]:
     """A Sequential of augmentation layers for ``image_shape`` (H, W, C), or None when off."""
-    layers = _layers(resolve(cfg), int(image_shape[0]), cfg.seed)
+    layers = _layers(resolve(cfg), cfg.seed)
     if not layers:
         return None
     model = tf.keras.Sequential(layers, name="augmentation")

@@ -1,0 +1,71 @@
+"""Saliency, Grad-CAM and filter-bank views on small real Keras models."""
+import types
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components.report import interpret
+from components.trainer.models import filter_bank
+
+
+def _left_half_model(num_classes: int = 3) -> tf.keras.Model:
+    """A classifier that can only see the left half of an 8x8 image."""
+    inputs = tf.keras.Input((8, 8, 1))
+    x = tf.keras.layers.Cropping2D(((0, 0), (0, 4)))(inputs)
+    x = tf.keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(x)
+    x = tf.keras.layers.Flatten()(x)
+    outputs = tf.keras.layers.Dense(num_classes, activation="softmax")(x)
+    return tf.keras.Model(inputs, outputs)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(0).normal(size=(2, 8, 8, 1)).astype(np.float32)
+
+
+def test_saliency_is_zero_where_the_model_cannot_look(images):
+    tf.keras.utils.set_random_seed(1)
+    maps = interpret.saliency(_left_half_model(), images, [0, 2])
+    assert maps.shape == (2, 8, 8)
+    assert np.all(maps[:, :, 4:] == 0)
+    assert np.all(maps.max(axis=(1, 2)) == pytest.approx(1.0))
+
+
+def test_grad_cam_uses_the_last_spatial_feature_map(images):
+    tf.keras.utils.set_random_seed(1)
+    result = interpret.grad_cam(_left_half_model(), images, [1, 1])
+    assert result["layer"] == "conv"
+    assert result["maps"].shape == (2, 8, 8)
+    assert result["maps"].min() >= 0 and result["maps"].max() <= 1
+
+
+def test_grad_cam_needs_a_spatial_feature_map():
+    inputs = tf.keras.Input((4,))
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(2, activation="softmax")(inputs))
+    with pytest.raises(ValueError, match="no spatial feature map"):
+        interpret.grad_cam(model, np.zeros((1, 4), np.float32), [0])
+
+
+def test_filter_bank_view_after_a_savedmodel_round_trip(tmp_path):
+    options = types.SimpleNamespace(filters=["sobel_x", "sobel_y", "laplacian"],
+                                    filter_mode="fixed", dropout=0.0)
+    model = filter_bank.build((12, 12, 1), 3, weights=None, options=options)
+    model.save(str(tmp_path / "fb"), save_format="tf", save_traces=False)
+    restored = tf.keras.models.load_model(str(tmp_path / "fb"), compile=False)
+    step = np.zeros((12, 12, 1), np.float32)
+    step[:, 6:] = 1.0
+    view = interpret.filter_bank_view(restored, step)
+    bank = interpret.filter_banks(restored)[0]
+    assert list(view["kernels"]) == bank.base_names
+    sobel_x = view["responses"]["sobel_x"]
+    assert sobel_x.shape == (12, 12)
+    assert sobel_x[6, 5] == pytest.approx(4.0) and sobel_x[6, 2] == pytest.approx(0.0)
+    assert np.abs(view["responses"]["sobel_y"][3:9, 3:9]).max() == pytest.approx(0.0)
+    assert interpret.filter_bank_view(_left_half_model(), step[:8, :8]) is None
+
+
+def test_load_keras_model_rejects_a_model_without_transform_layer(tmp_path):
+    _left_half_model().save(str(tmp_path / "plain"), save_format="tf", save_traces=False)
+    with pytest.raises(ValueError, match="no tft_layer"):
+        interpret.load_keras_model(str(tmp_path / "plain"))

@@ -1,0 +1,275 @@
+"""``lensflow compile --target kubeflow`` and ``lensflow submit``, offline.
+
+The compiled package is checked the ways KFP itself would read it (strict proto parsing, kfp's
+component loader); submission goes through the real ``kfp.Client`` to a local stand-in of the
+KFP REST API (``tests/kfp_standin.py``) that records what the client sent. No cluster is used.
+"""
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from google.protobuf import json_format
+from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s_pb
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from pipeline.config import REPO_ROOT, ConfigError, KubeflowConfig, load_config
+from pipeline.pipeline import PREPROCESSING_FN, RUN_FN, beam_pipeline_args
+from tests.kfp_standin import EXPERIMENT_ID, RUN_ID, serve_standin
+
+IMAGE = "registry.example.com/lensflow:test"
+ROOT = "gs://lensflow-test/root"
+DATA = "/mnt/data/shoes"
+COMPONENTS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+              "DataGate", "Transform", "Trainer", "ServingBaseline", "LensflowEvaluator",
+              "LensflowPusher"}
+ENTRYPOINT = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
+CONFIG = {"kubeflow": {"data_path": DATA},
+          "beam": {"direct_running_mode": "multi_processing", "direct_num_workers": 2}}
+
+
+def invoke(command, args):
+    result = CliRunner().invoke(command, args)
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """The pipeline compiled once through the CLI, as .yaml and as .json."""
+    from pipeline.cli_kubeflow import compile_command
+
+    out = tmp_path_factory.mktemp("kfp")
+    config_file = out / "lensflow.yaml"
+    config_file.write_text(yaml.safe_dump(CONFIG))
+    common = ["--config", str(config_file), "--image", IMAGE, "--pipeline-root", ROOT]
+    for name in ("pipeline.yaml", "pipeline.json"):
+        result = invoke(compile_command, common + ["--out", str(out / name)])
+        assert result.exit_code == 0, result.output
+    text = (out / "pipeline.yaml").read_text()
+    docs = list(yaml.safe_load_all(text))
+    return SimpleNamespace(
+        dir=out, config_file=config_file, yaml_path=out / "pipeline.yaml", text=text,
+        spec=docs[0], platform=docs[1] if len(docs) > 1 else {}, documents=len(docs),
+        job=json.loads((out / "pipeline.json").read_text()), output=result.output,
+        cfg=load_config(str(config_file), {"kubeflow.image": IMAGE,
+                                           "kubeflow.pipeline_root": ROOT}))
+
+
+def constant(spec, task, name):
+    """A task's constant input parameter (pipeline spec schema 2.1)."""
+    return spec["root"]["dag"]["tasks"][task]["inputs"]["parameters"][name]["runtimeValue"]["constant"]
+
+
+def test_yaml_is_a_strict_pipeline_spec_with_a_kubernetes_platform_spec(compiled):
+    spec = json_format.ParseDict(compiled.spec, pipeline_spec_pb2.PipelineSpec())
+    assert spec.schema_version == "2.1.0"
+    assert compiled.documents == 2
+    platform = json_format.ParseDict(compiled.platform, pipeline_spec_pb2.PlatformSpec())
+    executors = json_format.MessageToDict(
+        platform.platforms["kubernetes"].deployment_spec)["executors"]
+    for config in executors.values():
+        json_format.ParseDict(config, k8s_pb.KubernetesExecutorConfig())
+
+
+def test_yaml_loads_with_kfps_component_loader(compiled):
+    from kfp.components import load_component_from_file
+
+    component = load_component_from_file(str(compiled.yaml_path))
+    assert component.name == compiled.cfg.pipeline_name
+    assert set(component.pipeline_spec.root.dag.tasks) == COMPONENTS
+
+
+def test_every_component_runs_the_image_with_the_tfx_entrypoint(compiled):
+    from tfx.utils import import_utils
+
+    from pipeline.runners import kubeflow
+
+    expected = {c.id: c.executor_spec.executor_class for c in kubeflow.build_pipeline(compiled.cfg).components}
+    assert set(compiled.spec["components"]) == set(expected) == COMPONENTS
+    executors = compiled.spec["deploymentSpec"]["executors"]
+    for name, component in compiled.spec["components"].items():
+        container = executors[component["executorLabel"]]["container"]
+        assert container["image"] == IMAGE, name
+        assert container["command"] == ENTRYPOINT, name
+        args = container["args"]
+        class_path = args[args.index("--executor_class_path") + 1]
+        cls = expected[name]
+        assert class_path == f"{cls.__module__}.{cls.__name__}"
+        assert import_utils.import_class_by_path(class_path) is cls
+        assert args[-len(beam_pipeline_args(compiled.cfg)):] == beam_pipeline_args(compiled.cfg)
+    assert "--direct_num_workers=2" in beam_pipeline_args(compiled.cfg)
+
+
+def test_no_resolver_executor_and_the_guard_rejects_one(compiled):
+    from tfx import v1 as tfx
+    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kv2
+
+    from pipeline.runners import kubeflow
+
+    assert kubeflow.resolver_executors(compiled.spec) == []
+    assert not re.search(r"\bresolver\b", compiled.text)
+    resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model")
+    job = kv2.KubeflowV2DagRunner(kv2.KubeflowV2DagRunnerConfig(default_image=IMAGE)).run(
+        tfx.dsl.Pipeline(pipeline_name="with-resolver", pipeline_root=ROOT,
+                         components=[resolver]), write_out=False)
+    assert kubeflow.resolver_executors(job["pipelineSpec"])
+    with pytest.raises(kubeflow.KubeflowSpecError, match="resolver executors"):
+        kubeflow.check_runnable(job["pipelineSpec"])
+
+
+def test_transform_and_trainer_reference_module_paths_not_files(compiled):
+    parameters = {task: compiled.spec["root"]["dag"]["tasks"][task]["inputs"]["parameters"]
+                  for task in ("Transform", "Trainer")}
+    assert constant(compiled.spec, "Transform", "preprocessing_fn") == PREPROCESSING_FN
+    assert constant(compiled.spec, "Trainer", "run_fn") == RUN_FN
+    for task, params in parameters.items():
+        assert not {"module_file", "module_path"} & set(params), task
+
+
+def test_pipeline_root_is_the_configured_one(compiled):
+    assert compiled.spec["defaultPipelineRoot"] == ROOT
+    assert compiled.job["runtimeConfig"]["gcsOutputDirectory"] == ROOT
+    json_format.ParseDict(compiled.job, pipeline_spec_pb2.PipelineJob())
+    assert compiled.job["pipelineSpec"]["root"] == compiled.spec["root"]
+
+
+def test_paths_are_the_pods_paths_not_this_machines(compiled):
+    assert str(REPO_ROOT) not in compiled.text
+    assert str(Path.home()) not in compiled.text
+    assert constant(compiled.spec, "ImportSchemaGen", "schema_file") == "/lensflow/schemas/schema.pbtxt"
+    assert constant(compiled.spec, "ImageExampleGen", "input_base") == DATA
+    destination = json.loads(constant(compiled.spec, "LensflowPusher", "push_destination"))
+    assert destination["filesystem"]["baseDirectory"] == "/mnt/models/lensflow"
+    custom = json.loads(constant(compiled.spec, "Trainer", "custom_config"))
+    inner = json.loads(custom["lensflow_config"])
+    assert inner["data"]["path"] == DATA and inner["home"] is None
+    assert inner["push"]["serving_dir"] == "/mnt/models"
+
+
+def test_claims_are_mounted_only_on_the_tasks_that_use_their_paths(compiled):
+    executors = compiled.platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    mounts = {label: [(m["constant"], m["mountPath"]) for m in conf["pvcMount"]]
+              for label, conf in executors.items()}
+    assert mounts == {"ImageExampleGen_executor": [("lensflow-data", "/mnt/data")],
+                      "ServingBaseline_executor": [("lensflow-models", "/mnt/models")],
+                      "LensflowPusher_executor": [("lensflow-models", "/mnt/models")]}
+    assert "lensflow-data:/mnt/data" in compiled.output
+
+
+def test_tasks_that_read_outside_their_inputs_are_not_cached(compiled):
+    caching = {name: task.get("cachingOptions", {}).get("enableCache", False)
+               for name, task in compiled.spec["root"]["dag"]["tasks"].items()}
+    assert {name for name, on in caching.items() if not on} == {"ImageExampleGen",
+                                                                "ServingBaseline"}
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("kubeflow.volumes", ["Models:/mnt/models"], "claim name"),
+    ("kubeflow.volumes", ["a:/mnt/x", "b:/mnt/x"], "share a mount path"),
+    ("kubeflow.data_path", "gs://bucket/images", "absolute path"),
+    ("kubeflow.serving_dir", "models", "absolute path"),
+    ("kubeflow.pipeline_root", "/local/root", "object store URI"),
+    ("beam.direct_num_workers", 0, "at least 1"),
+])
+def test_config_rejects_values_the_pods_cannot_use(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, {key: value})
+
+
+def test_compile_rejects_an_unknown_package_extension(tmp_path):
+    from pipeline.cli_kubeflow import compile_command
+
+    result = invoke(compile_command, ["--out", str(tmp_path / "pipeline.txt")])
+    assert result.exit_code == 2 and ".yaml" in result.output
+    assert not (tmp_path / "pipeline.txt").exists()
+
+
+def dockerfile_instructions():
+    lines = (REPO_ROOT / "kubeflow" / "Dockerfile").read_text().replace("\\\n", " ").splitlines()
+    return [line.split(None, 1) for line in lines if line.strip() and not line.startswith("#")]
+
+
+def test_dockerfile_matches_the_lock_and_the_config():
+    from tfx import version
+
+    instructions = dockerfile_instructions()
+    assert ["FROM", f"tensorflow/tfx:{version.__version__}"] in instructions
+    assert f"tfx=={version.__version__}" in (REPO_ROOT / "requirements.lock").read_text().split()
+    assert ["WORKDIR", KubeflowConfig().workdir] in instructions
+    runs = " ".join(arg for op, arg in instructions if op == "RUN")
+    assert "pip install --no-cache-dir --no-deps -r requirements.lock" in runs
+    assert "pip install --no-cache-dir --no-deps ." in runs
+    env = " ".join(arg for op, arg in instructions if op == "ENV")
+    assert "TF_USE_LEGACY_KERAS=1" in env.split()
+    copied = [src for op, arg in instructions if op == "COPY" for src in arg.split()[:-1]]
+    assert {"pipeline", "components", "schemas", "requirements.lock", "setup.py"} <= set(copied)
+    for source in copied:
+        assert (REPO_ROOT / source).exists(), source
+
+
+def submit(args, **standin):
+    from pipeline.cli_kubeflow import submit_command
+
+    with serve_standin() as (host, state):
+        for key, value in standin.items():
+            setattr(state, key, value)
+        result = invoke(submit_command, ["--host", host] + args)
+    return result, state
+
+
+@pytest.mark.timeout(120)
+def test_submit_sends_the_package_and_pipeline_root_to_kfp(compiled):
+    args = ["--package", str(compiled.yaml_path), "--experiment", "lensflow-ci",
+            "--run-name", "nightly", "--pipeline-root", ROOT, "--config", str(compiled.config_file)]
+    result, state = submit(args)
+    assert result.exit_code == 0, result.output
+    assert f"submitted run {RUN_ID}" in result.output
+    (experiment,) = state.calls("POST", "/experiments")
+    assert experiment.body["display_name"] == "lensflow-ci"
+    (run,) = state.calls("POST", "/runs")
+    assert run.body["experiment_id"] == EXPERIMENT_ID
+    assert run.body["display_name"] == "nightly"
+    assert run.body["runtime_config"]["pipeline_root"] == ROOT
+    sent = run.body["pipeline_spec"]
+    assert json_format.ParseDict(sent["pipeline_spec"], pipeline_spec_pb2.PipelineSpec()) == \
+        json_format.ParseDict(compiled.spec, pipeline_spec_pb2.PipelineSpec())
+    assert json_format.ParseDict(sent["platform_spec"], pipeline_spec_pb2.PlatformSpec()) == \
+        json_format.ParseDict(compiled.platform, pipeline_spec_pb2.PlatformSpec())
+
+
+@pytest.mark.timeout(300)
+def test_submit_compiles_a_missing_package_and_can_switch_the_cache_off(tmp_path):
+    package = tmp_path / "fresh.yaml"
+    result, state = submit(["--package", str(package), "--image", IMAGE,
+                            "--pipeline-root", ROOT, "--no-cache"])
+    assert result.exit_code == 0, result.output
+    assert package.exists() and "compiled 10 components" in result.output
+    (run,) = state.calls("POST", "/runs")
+    spec = run.body["pipeline_spec"]["pipeline_spec"]
+    assert {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()} == {IMAGE}
+    tasks = spec["root"]["dag"]["tasks"].values()
+    assert not any(task.get("cachingOptions", {}).get("enableCache") for task in tasks)
+
+
+@pytest.mark.timeout(120)
+def test_submit_reports_a_refused_run_in_one_line(compiled):
+    result, state = submit(["--package", str(compiled.yaml_path), "--pipeline-root", ROOT],
+                           refuse_runs_with=400)
+    assert result.exit_code == 1
+    assert "answered 400" in result.output and "stand-in refuses this run" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_submit_refuses_the_placeholder_pipeline_root(compiled):
+    result, state = submit(["--package", str(compiled.yaml_path)])
+    assert result.exit_code == 2 and "placeholder" in result.output
+    assert state.requests == []
