@@ -12,23 +12,9 @@ import warnings  # noqa: E402
 
 import click  # noqa: E402
 
-from pipeline.config import ConfigError, LensflowConfig, load_config  # noqa: E402
+from pipeline.cli_options import config_option, home_option, make_config  # noqa: E402
 
 warnings.filterwarnings("ignore", category=FutureWarning)
-
-home_option = click.option("--home", envvar="LENSFLOW_HOME", type=click.Path(file_okay=False),
-                           help="Artifacts, metadata and serving dir [env LENSFLOW_HOME; ~/.lensflow].")
-config_option = click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-                             help="YAML config file; flags override it.")
-
-
-def make_config(config_file, home, **overrides) -> LensflowConfig:
-    """Load YAML + dotted overrides, turning config errors into usage errors."""
-    try:
-        return load_config(config_file, {"home": home, **overrides})
-    except ConfigError as err:
-        raise click.UsageError(str(err)) from err
-
 
 @click.group()
 def main():
@@ -84,7 +70,7 @@ def run(home, config_file, data, manifest, epochs, batch_size, learning_rate, im
     click.echo(f"lensflow: running pipeline '{cfg.pipeline_name}' on "
                f"{cfg.data.manifest or cfg.data.path}\n  home: {cfg.home_dir}")
     try:
-        local.run(cfg)
+        local.run(cfg, show_progress=True)
     finally:
         _finish(cfg, summary_json, run_summary)
 
@@ -165,6 +151,18 @@ def models(home, config_file, as_json):
         if not entry["available"]:
             click.echo(f"  {'':<18} {entry['detail']}")
 
+
+def _register_stage_commands() -> None:
+    """Commands whose code lives with their stage."""
+    from components.report.cli import report
+    from pipeline.cli_kubeflow import compile_command, submit_command
+    from serving.cli import predict, serve
+
+    for command in (report, serve, predict, compile_command, submit_command):
+        main.add_command(command)
+
+
+_register_stage_commands()
 
 if __name__ == "__main__":
     sys.exit(main())

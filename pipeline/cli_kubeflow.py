@@ -10,7 +10,7 @@ import tempfile
 
 import click
 
-from pipeline.cli import config_option, make_config
+from pipeline.cli_options import config_option, make_config
 
 image_option = click.option("--image", help="Container image of every step [kubeflow.image].")
 root_option = click.option("--pipeline-root",

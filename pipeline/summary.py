@@ -132,8 +132,9 @@ def format_text(summary: Dict[str, Any]) -> str:
             lines.append(f"  ... {len(summary['rejected']) - 10} more rejected (see the report)")
     metrics = summary.get("metrics") or {}
     if metrics:
-        shown = ", ".join(f"{label} {metrics[key]:.4f}" for key, label in _HEADLINE
-                          if isinstance(metrics.get(key), float))
+        shown = ", ".join(
+            f"{label} {metrics[key]:.0f}" if key == "example_count" else f"{label} {metrics[key]:.4f}"
+            for key, label in _HEADLINE if isinstance(metrics.get(key), float))
         lines.append(f"metrics on the {summary.get('evaluation_split', '?')} split: {shown}")
     if "blessed" in summary:
         verdict = "BLESSED" if summary["blessed"] else "NOT blessed"

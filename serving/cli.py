@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import click
 
-from pipeline.cli import config_option, home_option, make_config
+from pipeline.cli_options import config_option, home_option, make_config
 
 
 def _config_and_name(config_file, home, model_name):

@@ -6,7 +6,6 @@ KFP REST API (``tests/kfp_standin.py``) that records what the client sent. No cl
 """
 import json
 import re
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -21,7 +20,7 @@ from pipeline.pipeline import PREPROCESSING_FN, RUN_FN, beam_pipeline_args
 from tests.kfp_standin import EXPERIMENT_ID, RUN_ID, serve_standin
 
 IMAGE = "registry.example.com/lensflow:test"
-ROOT = "gs://lensflow-test/root"
+ROOT = "gs://lensflow-test/kfp"
 DATA = "/mnt/data/shoes"
 COMPONENTS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
               "DataGate", "Transform", "Trainer", "ServingBaseline", "LensflowEvaluator",
@@ -47,15 +46,17 @@ def compiled(tmp_path_factory):
     config_file = out / "lensflow.yaml"
     config_file.write_text(yaml.safe_dump(CONFIG))
     common = ["--config", str(config_file), "--image", IMAGE, "--pipeline-root", ROOT]
+    outputs = {}
     for name in ("pipeline.yaml", "pipeline.json"):
         result = invoke(compile_command, common + ["--out", str(out / name)])
         assert result.exit_code == 0, result.output
+        outputs[name] = result.output
     text = (out / "pipeline.yaml").read_text()
     docs = list(yaml.safe_load_all(text))
     return SimpleNamespace(
         dir=out, config_file=config_file, yaml_path=out / "pipeline.yaml", text=text,
         spec=docs[0], platform=docs[1] if len(docs) > 1 else {}, documents=len(docs),
-        job=json.loads((out / "pipeline.json").read_text()), output=result.output,
+        job=json.loads((out / "pipeline.json").read_text()), outputs=outputs,
         cfg=load_config(str(config_file), {"kubeflow.image": IMAGE,
                                            "kubeflow.pipeline_root": ROOT}))
 
@@ -89,7 +90,8 @@ def test_every_component_runs_the_image_with_the_tfx_entrypoint(compiled):
 
     from pipeline.runners import kubeflow
 
-    expected = {c.id: c.executor_spec.executor_class for c in kubeflow.build_pipeline(compiled.cfg).components}
+    pipeline = kubeflow.build_pipeline(compiled.cfg)
+    expected = {c.id: c.executor_spec.executor_class for c in pipeline.components}
     assert set(compiled.spec["components"]) == set(expected) == COMPONENTS
     executors = compiled.spec["deploymentSpec"]["executors"]
     for name, component in compiled.spec["components"].items():
@@ -144,15 +146,17 @@ def test_pipeline_root_is_the_configured_one(compiled):
 
 def test_paths_are_the_pods_paths_not_this_machines(compiled):
     assert str(REPO_ROOT) not in compiled.text
-    assert str(Path.home()) not in compiled.text
+    assert str(load_config().home_dir) not in compiled.text
     assert constant(compiled.spec, "ImportSchemaGen", "schema_file") == "/lensflow/schemas/schema.pbtxt"
     assert constant(compiled.spec, "ImageExampleGen", "input_base") == DATA
     destination = json.loads(constant(compiled.spec, "LensflowPusher", "push_destination"))
-    assert destination["filesystem"]["baseDirectory"] == "/mnt/models/lensflow"
-    custom = json.loads(constant(compiled.spec, "Trainer", "custom_config"))
-    inner = json.loads(custom["lensflow_config"])
-    assert inner["data"]["path"] == DATA and inner["home"] is None
-    assert inner["push"]["serving_dir"] == "/mnt/models"
+    assert destination["filesystem"]["base_directory"] == "/mnt/models/lensflow"
+    from components.image_example_gen.executor import _custom_config
+
+    custom = _custom_config({"custom_config": constant(compiled.spec, "ImageExampleGen",
+                                                       "custom_config")})
+    data = json.loads(custom["lensflow_config"])["data"]
+    assert data["path"] == DATA and data["manifest"] is None
 
 
 def test_claims_are_mounted_only_on_the_tasks_that_use_their_paths(compiled):
@@ -162,7 +166,8 @@ def test_claims_are_mounted_only_on_the_tasks_that_use_their_paths(compiled):
     assert mounts == {"ImageExampleGen_executor": [("lensflow-data", "/mnt/data")],
                       "ServingBaseline_executor": [("lensflow-models", "/mnt/models")],
                       "LensflowPusher_executor": [("lensflow-models", "/mnt/models")]}
-    assert "lensflow-data:/mnt/data" in compiled.output
+    assert "lensflow-data:/mnt/data" in compiled.outputs["pipeline.yaml"]
+    assert "no Kubernetes volume mounts" in compiled.outputs["pipeline.json"]
 
 
 def test_tasks_that_read_outside_their_inputs_are_not_cached(compiled):

@@ -13,21 +13,16 @@ from typing import Optional
 from tfx import v1 as tfx
 from tfx.utils import io_utils, path_utils
 
+from components.pusher.versions import versions
+
 FOUND_PROPERTY = "found"
 VERSION_PROPERTY = "serving_version"
 
 
 def newest_version(model_base: str) -> Optional[str]:
-    """The newest complete version folder (numeric name holding saved_model.pb), or None."""
-    if not io_utils.fileio.exists(model_base):
-        return None
-    versions = []
-    for name in io_utils.fileio.listdir(model_base):
-        name = name.rstrip("/")
-        path = os.path.join(model_base, name)
-        if name.isdigit() and io_utils.fileio.exists(os.path.join(path, "saved_model.pb")):
-            versions.append(int(name))
-    return str(max(versions)) if versions else None
+    """The newest complete version folder under ``model_base``, or None."""
+    found = versions(model_base)
+    return str(found[-1]) if found else None
 
 
 @tfx.dsl.components.component

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from pipeline.cli import config_option, home_option, make_config
+from pipeline.cli_options import config_option, home_option, make_config
 
 
 @click.command()

@@ -21,7 +21,8 @@ def make_signatures(model, tf_transform_output, class_names):
     model.tft_layer = tf_transform_output.transform_features_layer()
     names = tf.constant(class_names)
     raw_spec = tf_transform_output.raw_feature_spec()
-    unlabeled_spec = {k: v for k, v in raw_spec.items() if k == features.IMAGE_KEY}
+    unlabeled_spec = {features.IMAGE_KEY: raw_spec[features.IMAGE_KEY]}
+    labeled_spec = {**unlabeled_spec, features.LABEL_KEY: raw_spec[features.LABEL_KEY]}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.SERVING_IMAGES_INPUT)])
     def serve_images(images):
@@ -39,8 +40,7 @@ def make_signatures(model, tf_transform_output, class_names):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.SERVING_EXAMPLES_INPUT)])
     def transform_features(examples):
-        parsed = tf.io.parse_example(examples, raw_spec)
-        return model.tft_layer(parsed)
+        return model.tft_layer(tf.io.parse_example(examples, labeled_spec))
 
     return {"serving_default": serve_images.get_concrete_function(),
             "serving_examples": serve_examples.get_concrete_function(),

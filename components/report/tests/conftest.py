@@ -19,12 +19,16 @@ def report_data(e2e):
 
 
 @pytest.fixture(scope="session")
-def report_file(report_data, tmp_path_factory) -> str:
-    """The rendered report of the real run, written to disk."""
-    from components.report import render
+def report_file(e2e, tmp_path_factory) -> str:
+    """The report of the real run, written by ``lensflow report`` (the click command)."""
+    from click.testing import CliRunner
+
+    from components.report.cli import report
 
     path = tmp_path_factory.mktemp("report") / "report.html"
-    path.write_text(render.render(report_data), encoding="utf-8")
+    result = CliRunner().invoke(report, ["--home", e2e.home, "--out", str(path)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert f"report written to {path}" in result.output
     return str(path)
 
 

@@ -68,6 +68,7 @@ def test_failures_are_exactly_tfmas(overall_accuracy, baseline, shirt_count):
     mine = {(r["metric"].replace("/diff", ""), r["metric"].endswith("/diff"),
              OVERALL if r["slice"] == "overall" else SHIRT) for r in rows if not r["passed"]}
     assert mine == _tfma_failures(config, by_slice)
+    assert bool(mine) == (overall_accuracy != 0.90)
     assert {r["kind"] for r in rows} == {"value", "change"}
     assert not any(r["slice"] != "overall" and "accuracy" in r["metric"] for r in rows)
 

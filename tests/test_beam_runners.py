@@ -1,0 +1,139 @@
+"""The Beam runner chosen in ``config.beam`` runs ImageExampleGen's real executor.
+
+The same laced image tree (good, corrupt and stray files) is ingested under DirectRunner
+in_memory, DirectRunner multi_processing with 2 worker processes, and PortableRunner against
+Beam's pure-Python local job service (LOOPBACK workers); each must give the same ingestion
+report and the same examples per split.
+"""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+from google.protobuf import message
+from tfx.dsl.components.base import base_beam_executor
+from tfx.types import standard_artifacts
+from tfx.utils import proto_utils
+
+from components.image_example_gen import executor, report
+from components.image_example_gen.component import ImageExampleGen
+from components.image_example_gen.tests.badfiles import make_bad_tree
+from components.transform import features
+from pipeline.config import CUSTOM_CONFIG_KEY, REPO_ROOT, ConfigError, load_config
+from pipeline.pipeline import beam_pipeline_args
+
+JOB_SERVICE_START_S = 90
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("beam") / "images"
+    return root, make_bad_tree(root)
+
+
+@pytest.fixture(scope="module")
+def job_endpoint(tmp_path_factory):
+    """Beam's local job service as a subprocess on localhost; always stopped afterwards."""
+    port_file = tmp_path_factory.mktemp("job_service") / "port"
+    service = subprocess.Popen(
+        [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
+         "--port", "0", "--port_file", str(port_file)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + JOB_SERVICE_START_S
+        while not port_file.exists():
+            if service.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"local job service did not start (exit code {service.poll()})")
+            time.sleep(0.2)
+        yield f"localhost:{port_file.read_text().strip()}"
+    finally:
+        service.terminate()
+        try:
+            service.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            service.kill()
+            service.wait(timeout=15)
+
+
+def ingest(cfg, data_root: Path, out: Path):
+    """Run ImageExampleGen's executor with ``cfg``'s Beam args; return (report, paths by split)."""
+    component = ImageExampleGen(input_base=str(data_root),
+                                custom_config={CUSTOM_CONFIG_KEY: cfg.to_json()})
+    properties = {key: proto_utils.proto_to_json(value) if isinstance(value, message.Message)
+                  else value for key, value in component.exec_properties.items()}
+    examples = standard_artifacts.Examples()
+    examples.uri = str(out / "examples")
+    context = base_beam_executor.BaseBeamExecutor.Context(
+        beam_pipeline_args=beam_pipeline_args(cfg), tmp_dir=str(out / "tmp"), unique_id="1")
+    executor.Executor(context).Do({}, {"examples": [examples]}, properties)
+    return report.read(examples.uri), example_paths(examples.uri)
+
+
+def example_paths(uri: str):
+    """Relative image paths stored in each split's TFRecords."""
+    spec = {features.PATH_KEY: tf.io.FixedLenFeature([], tf.string)}
+    out = {}
+    for split_dir in sorted(Path(uri).glob("Split-*")):
+        files = [str(f) for f in sorted(split_dir.glob("*.gz"))]
+        records = tf.data.TFRecordDataset(files, compression_type="GZIP")
+        out[split_dir.name[len("Split-"):]] = sorted(
+            tf.io.parse_single_example(r, spec)[features.PATH_KEY].numpy().decode()
+            for r in records)
+    return out
+
+
+@pytest.fixture(scope="module")
+def direct(tree, tmp_path_factory):
+    """The reference: DirectRunner, in memory."""
+    cfg = load_config(None, {"beam.runner": "DirectRunner"})
+    return ingest(cfg, tree[0], tmp_path_factory.mktemp("direct"))
+
+
+def test_direct_runner_ingests_the_laced_tree(direct, tree):
+    summary, paths = direct
+    expected = tree[1]
+    assert summary["ingested"] == expected["good"]
+    assert {r["path"] for r in summary["rejected"]} == set(expected["rejected"])
+    for rejected in summary["rejected"]:
+        assert expected["rejected"][rejected["path"]] in rejected["reason"]
+    assert {r["path"] for r in summary["ignored"]} == set(expected["ignored"])
+    assert sorted(p for split in paths.values() for p in split) == sorted(expected["labels"])
+
+
+@pytest.mark.timeout(600)
+def test_direct_runner_with_two_worker_processes_matches(direct, tree, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(REPO_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    cfg = load_config(None, {"beam.runner": "DirectRunner",
+                             "beam.direct_running_mode": "multi_processing",
+                             "beam.direct_num_workers": 2})
+    assert "--direct_num_workers=2" in beam_pipeline_args(cfg)
+    assert ingest(cfg, tree[0], tmp_path) == direct
+
+
+@pytest.mark.timeout(300)
+def test_portable_runner_on_the_local_job_service_matches(direct, tree, tmp_path, job_endpoint):
+    cfg = load_config(None, {"beam.runner": "PortableRunner", "beam.job_endpoint": job_endpoint})
+    assert beam_pipeline_args(cfg)[:3] == ["--runner=PortableRunner",
+                                           f"--job_endpoint={job_endpoint}",
+                                           "--environment_type=LOOPBACK"]
+    assert ingest(cfg, tree[0], tmp_path) == direct
+
+
+def test_extra_args_pass_through_for_other_runners():
+    extra = ["--project=p", "--region=europe-west1", "--temp_location=gs://b/tmp"]
+    cfg = load_config(None, {"beam.runner": "DataflowRunner", "beam.extra_args": extra})
+    assert beam_pipeline_args(cfg) == ["--runner=DataflowRunner"] + extra
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"beam.runner": "PortableRunner"}, "job_endpoint"),
+    ({"beam.runner": "SparkRunner", "beam.extra_args": "--spark_master_url=x"}, "extra_args"),
+    ({"beam.runner": "LocalRunner"}, "choose one of"),
+])
+def test_bad_beam_settings_fail_when_the_config_loads(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
