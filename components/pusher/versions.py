@@ -8,6 +8,7 @@ that rename, so two pushes racing for the same second end up with distinct versi
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import tempfile
@@ -118,3 +119,26 @@ def _mtime(path: str) -> float:
         return os.path.getmtime(path)
     except FileNotFoundError:
         return float("inf")
+
+
+def _content_digest(folder: str) -> str:
+    """sha256 over every file's relative path and bytes."""
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            digest.update(os.path.relpath(path, folder).encode())
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def serving_copy_of(model_dir: str, model_base: str) -> Optional[int]:
+    """The newest version if it holds exactly ``model_dir``'s files, else None."""
+    found = versions(model_base)
+    if not found:
+        return None
+    newest = os.path.join(model_base, str(found[-1]))
+    return found[-1] if _content_digest(newest) == _content_digest(model_dir) else None

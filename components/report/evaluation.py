@@ -11,8 +11,8 @@ SLICE_COLUMNS = (("example_count", "examples"), ("sparse_categorical_accuracy", 
                  ("sparse_top_k_categorical_accuracy", "top-k accuracy"),
                  ("sparse_categorical_crossentropy", "loss"))
 PER_CLASS_METRICS = ("precision", "recall", "f1_score", "calibration")
-COMPARED = ("sparse_categorical_accuracy", "sparse_top_k_categorical_accuracy",
-            "sparse_categorical_crossentropy", "example_count")
+COMPARED = (("sparse_categorical_accuracy", True), ("sparse_top_k_categorical_accuracy", True),
+            ("sparse_categorical_crossentropy", False), ("example_count", None))
 
 
 def _overall_plots(output_path: str) -> list:
@@ -104,10 +104,18 @@ def slice_rows(metrics_by_slice: Dict[str, Dict[str, float]]) -> List[dict]:
             for name in names]
 
 
+def _direction(diff: Optional[float], higher_is_better: Optional[bool]) -> str:
+    if diff is None or higher_is_better is None:
+        return ""
+    if diff == 0:
+        return "same"
+    return "better" if (diff > 0) == higher_is_better else "worse"
+
+
 def comparison_rows(overall: Dict[str, float]) -> List[dict]:
     """Candidate vs baseline on the overall slice (empty when no baseline was evaluated)."""
     rows = []
-    for key in COMPARED:
+    for key, higher_is_better in COMPARED:
         baseline = overall.get(BASELINE_PREFIX + key)
         if baseline is None:
             continue
@@ -115,5 +123,6 @@ def comparison_rows(overall: Dict[str, float]) -> List[dict]:
         diff = overall.get(f"{key}/diff")
         if diff is None and candidate is not None:
             diff = candidate - baseline
-        rows.append({"metric": key, "candidate": candidate, "baseline": baseline, "diff": diff})
+        rows.append({"metric": key, "candidate": candidate, "baseline": baseline, "diff": diff,
+                     "verdict": _direction(diff, higher_is_better)})
     return rows

@@ -137,24 +137,28 @@ def explanations(samples: List[dict], cam_layer: Optional[str]) -> str:
     return figure_uri(fig)
 
 
-def filter_bank(view: dict, image: np.ndarray) -> str:
-    """Top row: each handcrafted kernel; bottom row: its response on the sample image."""
+def _signed_map(ax, values: np.ndarray, title: str) -> None:
+    bound = float(np.abs(values).max()) or 1.0
+    ax.imshow(values, cmap="RdBu_r", vmin=-bound, vmax=bound)
+    ax.set_title(title, fontsize=9)
+
+
+def filter_bank(view: dict, image: np.ndarray, columns: int = 6) -> str:
+    """Each handcrafted kernel above its response on the sample image; the sample first."""
     names = list(view["kernels"])
-    fig, axes = plt.subplots(2, len(names) + 1, figsize=(1.9 * (len(names) + 1), 4),
+    panels = len(names) + 1
+    blocks = -(-panels // columns)
+    fig, axes = plt.subplots(2 * blocks, columns, figsize=(2.0 * columns, 4.2 * blocks),
                              squeeze=False)
-    shown = _display(image)
-    axes[1][0].imshow(shown, cmap="gray" if shown.ndim == 2 else None)
-    axes[1][0].set_title("sample input", fontsize=8)
-    axes[0][0].axis("off")
-    for col, name in enumerate(names, start=1):
-        kernel = view["kernels"][name]
-        bound = float(np.abs(kernel).max()) or 1.0
-        axes[0][col].imshow(kernel, cmap="RdBu_r", vmin=-bound, vmax=bound)
-        axes[0][col].set_title(name, fontsize=7)
-        response = view["responses"][name]
-        bound = float(np.abs(response).max()) or 1.0
-        axes[1][col].imshow(response, cmap="RdBu_r", vmin=-bound, vmax=bound)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
+        ax.set_frame_on(False)
+    shown = _display(image)
+    axes[1][0].imshow(shown, cmap="gray" if shown.ndim == 2 else None)
+    axes[1][0].set_title("sample input", fontsize=9)
+    for index, name in enumerate(names, start=1):
+        block, col = divmod(index, columns)
+        _signed_map(axes[2 * block][col], view["kernels"][name], f"kernel {name}")
+        _signed_map(axes[2 * block + 1][col], view["responses"][name], "response")
     return figure_uri(fig)

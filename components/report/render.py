@@ -73,10 +73,10 @@ def render(data: Dict[str, Any]) -> str:
 
 def write_report(metadata_path: str, run_id: Optional[str], out_path: str) -> str:
     """Collect, render and write the report of a run; returns the absolute path written."""
-    html = render(build.collect(metadata_path, run_id))
     out_path = os.path.abspath(os.path.expanduser(out_path))
     if os.path.isdir(out_path):
-        raise IsADirectoryError(f"--out must be a file path, {out_path} is a directory")
+        raise IsADirectoryError(f"the report path must be a file path, {out_path} is a directory")
+    html = render(build.collect(metadata_path, run_id))
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
     with open(out_path, "w", encoding="utf-8") as fh:
         fh.write(html)

@@ -39,6 +39,11 @@ def _metrics_by_slice_key(output_path: str) -> Dict[tuple, Dict[metric_types.Met
     return out
 
 
+def _number(value: float) -> str:
+    """Four decimals, or scientific notation for tiny non-zero bounds (e.g. -1e-10)."""
+    return f"{value:+.4f}" if value == 0 or abs(value) >= 1e-4 else f"{value:+.1e}"
+
+
 def _value_outcome(value: float, threshold: config_pb2.GenericValueThreshold) -> dict:
     lower = threshold.lower_bound.value if threshold.HasField("lower_bound") else -math.inf
     upper = threshold.upper_bound.value if threshold.HasField("upper_bound") else math.inf
@@ -56,12 +61,12 @@ def _change_outcome(diff: float, threshold: config_pb2.GenericChangeThreshold,
     if threshold.HasField("absolute"):
         allowed = threshold.absolute.value
         margins.append(diff - allowed if higher else allowed - diff)
-        bounds.append(f"change {'>=' if higher else '<='} {allowed:+.4f}")
+        bounds.append(f"change {'>=' if higher else '<='} {_number(allowed)}")
     if threshold.HasField("relative"):
         allowed = threshold.relative.value
         ratio = diff / baseline if baseline else math.nan
         margins.append(ratio - allowed if higher else allowed - ratio)
-        bounds.append(f"relative change {'>=' if higher else '<='} {allowed:+.4f}")
+        bounds.append(f"relative change {'>=' if higher else '<='} {_number(allowed)}")
     margin = min(margins) if margins else math.inf
     return {"kind": "change", "bound": " and ".join(bounds),
             "passed": not math.isnan(margin) and margin >= 0, "margin": margin}

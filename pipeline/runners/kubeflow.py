@@ -57,7 +57,8 @@ def image_schema_file(cfg: LensflowConfig) -> str:
 def build_pipeline(cfg: LensflowConfig):
     """The TFX pipeline with every path as the Kubeflow pods see it."""
     remote = remote_config(cfg)
-    data_root = posixpath.dirname(remote.data.manifest) if remote.data.manifest else remote.data.path
+    data = remote.data
+    data_root = posixpath.dirname(data.manifest) if data.manifest else data.path
     return create_pipeline(remote, pipeline_root=cfg.kubeflow.pipeline_root,
                            serving_dir=cfg.kubeflow.serving_dir, data_root=data_root,
                            schema_file=image_schema_file(cfg))
@@ -130,8 +131,9 @@ def write_package(job: Dict[str, Any], platform: Dict[str, Any], out_path: str) 
         if out_path.lower().endswith(".json"):
             json.dump(job, fh, indent=2, sort_keys=True)
         else:
-            fh.write(f"# PIPELINE DEFINITION\n# Name: {job['pipelineSpec']['pipelineInfo']['name']}\n"
-                     "# Compiled by 'lensflow compile --target kubeflow' (TFX KubeflowV2DagRunner).\n")
+            name = job["pipelineSpec"]["pipelineInfo"]["name"]
+            fh.write(f"# PIPELINE DEFINITION\n# Name: {name}\n# Compiled by 'lensflow compile "
+                     "--target kubeflow' (TFX KubeflowV2DagRunner).\n")
             documents = [job["pipelineSpec"]] + ([platform] if platform else [])
             yaml.safe_dump_all(documents, fh, sort_keys=True)
     return out_path

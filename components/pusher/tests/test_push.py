@@ -190,3 +190,18 @@ def test_publishing_over_an_existing_version_is_refused(tmp_path):
     with pytest.raises(FileExistsError, match="version 5 already exists"):
         versions.publish(src, base, 5)
     assert sorted(os.listdir(base)) == ["5"]
+
+
+def test_a_model_identical_to_the_newest_version_is_recognised_as_serving(tmp_path):
+    from components.pusher import versions as v
+
+    model = tmp_path / "model"
+    (model / "variables").mkdir(parents=True)
+    (model / "saved_model.pb").write_bytes(b"graph")
+    (model / "variables" / "variables.index").write_bytes(b"index")
+    base = tmp_path / "serving" / "m"
+    assert v.serving_copy_of(str(model), str(base)) is None
+    version, _ = v.publish_next(str(model), str(base))
+    assert v.serving_copy_of(str(model), str(base)) == version
+    (model / "variables" / "variables.index").write_bytes(b"changed")
+    assert v.serving_copy_of(str(model), str(base)) is None

@@ -91,10 +91,14 @@ def test_margins_say_by_how_much():
 
 def test_comparison_rows_pair_candidate_and_baseline():
     overall = {"sparse_categorical_accuracy": 0.8, "baseline/sparse_categorical_accuracy": 0.75,
-               "sparse_categorical_accuracy/diff": 0.05, "example_count": 151.0}
+               "sparse_categorical_accuracy/diff": 0.05, "sparse_categorical_crossentropy": 0.6,
+               "baseline/sparse_categorical_crossentropy": 0.5, "example_count": 151.0}
     rows = evaluation.comparison_rows(overall)
-    assert rows == [{"metric": "sparse_categorical_accuracy", "candidate": 0.8,
-                     "baseline": 0.75, "diff": 0.05}]
+    assert rows == [
+        {"metric": "sparse_categorical_accuracy", "candidate": 0.8, "baseline": 0.75,
+         "diff": 0.05, "verdict": "better"},
+        {"metric": "sparse_categorical_crossentropy", "candidate": 0.6, "baseline": 0.5,
+         "diff": pytest.approx(0.1), "verdict": "worse"}]
     assert evaluation.comparison_rows({"sparse_categorical_accuracy": 0.8}) == []
 
 

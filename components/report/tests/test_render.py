@@ -1,0 +1,39 @@
+"""Rendering without a full run: partial runs still give a page, and file names are escaped."""
+import pytest
+
+from components.report import render
+
+
+def _partial_run(rejected):
+    """What ``build.collect`` returns for a run that stopped after ingestion."""
+    return {
+        "run_id": "2026-01-01T00:00:00", "generated_at": "2026-01-01T00:10:00+00:00",
+        "summary": {}, "executions": {}, "blessed": None, "pushed_model_dir": None,
+        "class_names": None,
+        "errors": {"model": "the run produced no model artifact"},
+        "data": {"splits": ["eval", "train"], "split_totals": [1, 3], "found": 5, "ingested": 4,
+                 "rows": [{"name": "cat", "counts": [1, 2], "total": 3},
+                          {"name": "dog", "counts": [0, 1], "total": 1}],
+                 "rejected": rejected, "ignored": [], "warnings": []},
+    }
+
+
+def test_a_run_without_model_still_renders_what_it_has():
+    html = render.render(_partial_run([{"path": "cat/broken.png", "reason": "cannot decode"}]))
+    assert 'id="verdict" class="neutral">no verdict' in html
+    assert '<strong id="overall-accuracy">not evaluated</strong>' in html
+    assert "the run produced no model artifact" in html
+    assert "<code>cat/broken.png</code></td><td>cannot decode</td>" in html
+    assert 'id="thresholds-table"' not in html
+
+
+def test_file_names_and_reasons_are_escaped():
+    hostile = '<img src=x onerror="alert(1)">.png'
+    html = render.render(_partial_run([{"path": hostile, "reason": "<b>bad</b>"}]))
+    assert hostile not in html
+    assert "&lt;img src=x onerror=" in html and "&lt;b&gt;bad&lt;/b&gt;" in html
+
+
+def test_write_report_refuses_a_directory(tmp_path):
+    with pytest.raises(IsADirectoryError, match="must be a file path"):
+        render.write_report(str(tmp_path / "metadata.sqlite"), None, str(tmp_path))
