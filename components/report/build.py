@@ -124,7 +124,11 @@ def interpretation_section(model_uri: str, preds: predictions.Predictions,
     images = interpret.transformed_images(model, [preds.images[r] for r in rows])
     class_ids = [int(preds.predicted[r]) for r in rows]
     salient = interpret.saliency(model, images, class_ids)
-    cam = interpret.grad_cam(model, images, class_ids)
+    try:
+        cam = interpret.grad_cam(model, images, class_ids)
+    except ValueError as err:  # e.g. a model without any spatial feature map
+        log.warning("no Grad-CAM: %s", err)
+        cam = {"layer": None, "maps": [None] * len(rows)}
     samples = [{"image": images[i], "saliency": salient[i], "grad_cam": cam["maps"][i],
                 "label": preds.labels[r], "predicted": names[class_ids[i]],
                 "confidence": float(preds.confidence[r]), "path": preds.paths[r]}

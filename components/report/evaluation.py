@@ -1,7 +1,7 @@
 """TFMA's stored results reshaped for the report: class-named tables, matrices and curves."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow_model_analysis as tfma

@@ -70,20 +70,61 @@ def _graph_nodes(model: tf.keras.Model):
     return [(depth, node) for depth, nodes in model._nodes_by_depth.items() for node in nodes]
 
 
-def last_feature_map(model: tf.keras.Model):
-    """(layer name, tensor) of the spatial feature map nearest the output."""
-    candidates = []
+def _single(tensors):
+    flat = tf.nest.flatten(tensors)
+    return flat[0] if len(flat) == 1 else None
+
+
+def _is_spatial(tensor) -> bool:
+    return tensor is not None and tensor.shape.rank == 4 and \
+        (tensor.shape[1] or 0) > 1 and (tensor.shape[2] or 0) > 1
+
+
+def _candidates(model: tf.keras.Model):
+    """(depth, node) of spatial feature maps, and of nested models that pool theirs away."""
+    found = []
     for depth, node in _graph_nodes(model):
         if isinstance(node.layer, tf.keras.layers.InputLayer):
             continue
-        outputs = tf.nest.flatten(node.output_tensors)
-        if len(outputs) == 1 and outputs[0].shape.rank == 4 and \
-                (outputs[0].shape[1] or 0) > 1 and (outputs[0].shape[2] or 0) > 1:
-            candidates.append((depth, node.layer.name, outputs[0]))
-    if not candidates:
-        raise ValueError(f"model {model.name!r} has no spatial feature map for Grad-CAM")
-    _, name, tensor = min(candidates, key=lambda c: c[0])
-    return name, tensor
+        output = _single(node.output_tensors)
+        nested = isinstance(node.layer, tf.keras.Model) and not _is_spatial(output)
+        if _is_spatial(output) or (nested and _single(node.input_tensors) is not None):
+            found.append((depth, node))
+    return sorted(found, key=lambda c: c[0])
+
+
+def _identity(x, training=False):
+    del training
+    return x
+
+
+def _probe(model: tf.keras.Model, tensor):
+    return tf.keras.Model(model.inputs, [tensor, model.outputs[0]])
+
+
+def feature_probe(model: tf.keras.Model):
+    """(name, fn) for the spatial feature map nearest the output; ``fn(x) -> (features,
+    probabilities)``. Looks inside nested models (a backbone ending in global pooling)."""
+    for _, node in _candidates(model):
+        output = _single(node.output_tensors)
+        if _is_spatial(output):
+            probe = _probe(model, output)
+            return node.layer.name, lambda x, probe=probe: probe(x, training=False)
+        try:
+            inner_name, inner = feature_probe(node.layer)
+        except ValueError:
+            continue
+        into = _single(node.input_tensors)
+        before = _identity if any(into is t for t in model.inputs) \
+            else tf.keras.Model(model.inputs, into)
+        after = tf.keras.Model(output, model.outputs[0])
+
+        def fn(x, before=before, inner=inner, after=after):
+            features, nested_output = inner(before(x, training=False))
+            return features, after(nested_output, training=False)
+
+        return f"{node.layer.name}/{inner_name}", fn
+    raise ValueError(f"model {model.name!r} has no spatial feature map for Grad-CAM")
 
 
 def grad_cam(model: tf.keras.Model, images: np.ndarray,
@@ -92,12 +133,11 @@ def grad_cam(model: tf.keras.Model, images: np.ndarray,
 
     Returns ``{"layer": name, "maps": [N, H, W] in [0, 1]}`` resized to the input size.
     """
-    layer_name, feature_map = last_feature_map(model)
-    probe = tf.keras.Model(model.inputs, [feature_map, model.outputs[0]])
+    layer_name, probe = feature_probe(model)
     images = tf.convert_to_tensor(images, tf.float32)
     class_ids = tf.constant(list(class_ids), tf.int32)
     with tf.GradientTape() as tape:
-        activations, probabilities = probe(images, training=False)
+        activations, probabilities = probe(images)
         scores = tf.gather(probabilities, class_ids, axis=1, batch_dims=1)
     grads = tape.gradient(scores, activations)
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)

@@ -115,7 +115,9 @@ def _display(image: np.ndarray) -> np.ndarray:
 
 def explanations(samples: List[dict], cam_layer: Optional[str]) -> str:
     """One column per sample; rows: model input, SmoothGrad saliency, Grad-CAM overlays."""
-    rows = ["model input", "saliency\n(SmoothGrad)"] + ([f"Grad-CAM\n({cam_layer})"] if cam_layer else [])
+    rows = ["model input", "saliency\n(SmoothGrad)"]
+    if cam_layer:
+        rows.append(f"Grad-CAM\n({cam_layer})")
     keys = [None, "saliency", "grad_cam"]
     fig, axes = plt.subplots(len(rows), len(samples), figsize=(2.1 * len(samples), 2.3 * len(rows)),
                              squeeze=False)

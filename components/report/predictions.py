@@ -59,8 +59,11 @@ def _feature(example: tf.train.Example, key: str) -> bytes:
 def predict(serving_model, serialized: Sequence[bytes]) -> Predictions:
     """Run the ``serving_examples`` signature (raw tf.Examples in) in batches."""
     signature = serving_model.signatures["serving_examples"]
-    chunks = [signature(**{features.SERVING_EXAMPLES_INPUT: tf.constant(serialized[i:i + BATCH_SIZE])})
-              [features.PROBABILITIES].numpy() for i in range(0, len(serialized), BATCH_SIZE)]
+    chunks = []
+    for start in range(0, len(serialized), BATCH_SIZE):
+        batch = tf.constant(serialized[start:start + BATCH_SIZE])
+        outputs = signature(**{features.SERVING_EXAMPLES_INPUT: batch})
+        chunks.append(outputs[features.PROBABILITIES].numpy())
     parsed = [tf.train.Example.FromString(s) for s in serialized]
     return Predictions(
         serialized=list(serialized),

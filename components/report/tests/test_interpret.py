@@ -40,6 +40,25 @@ def test_grad_cam_uses_the_last_spatial_feature_map(images):
     assert result["maps"].min() >= 0 and result["maps"].max() <= 1
 
 
+def test_grad_cam_looks_inside_a_backbone_that_pools_its_features(images):
+    """Like the transfer family: the nested backbone ends in global pooling."""
+    tf.keras.utils.set_random_seed(1)
+    backbone_in = tf.keras.Input((8, 8, 1))
+    features = tf.keras.layers.Conv2D(4, 3, padding="same", activation="relu",
+                                      name="last_conv")(backbone_in)
+    pooled = tf.keras.layers.GlobalAveragePooling2D()(features)
+    backbone = tf.keras.Model(backbone_in, pooled, name="backbone")
+    inputs = tf.keras.Input((8, 8, 1))
+    x = backbone(tf.keras.layers.Rescaling(2.0)(inputs), training=False)
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(3, activation="softmax")(x))
+    name, probe = interpret.feature_probe(model)
+    assert name == "backbone/last_conv"
+    feature_map, probabilities = probe(images)
+    assert feature_map.shape == (2, 8, 8, 4)
+    np.testing.assert_allclose(probabilities, model(images), atol=1e-6)
+    assert interpret.grad_cam(model, images, [0, 2])["maps"].shape == (2, 8, 8)
+
+
 def test_grad_cam_needs_a_spatial_feature_map():
     inputs = tf.keras.Input((4,))
     model = tf.keras.Model(inputs, tf.keras.layers.Dense(2, activation="softmax")(inputs))
