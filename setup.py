@@ -9,7 +9,7 @@ setup(
     packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*",
                                     "serving", "serving.*"],
                            exclude=["*.tests", "*.tests.*"]),
-    package_data={"": ["*.pbtxt", "*.html", "*.j2", "*.css"]},
+    package_data={"": ["*.pbtxt", "*.html", "*.j2", "*.css", "*.js"]},
     include_package_data=True,
     install_requires=[
         "tfx[kfp]==1.16.0",

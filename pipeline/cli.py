@@ -76,15 +76,28 @@ def run(home, config_file, data, manifest, epochs, batch_size, learning_rate, im
 
 
 def _finish(cfg, summary_json, run_summary):
+    """Summarise the run just made, write its report, and print both."""
+    from components.report.render import write_report
+
     try:
         result = run_summary.summarise(cfg.metadata_path)
     except run_summary.RunNotFound as err:
         click.echo(f"no summary: {err}", err=True)
         return
+    report_path = os.path.join(cfg.home_dir, "reports", f"{_safe(result['run_id'])}.html")
+    os.makedirs(os.path.dirname(report_path), exist_ok=True)
+    try:
+        result["report_path"] = write_report(cfg.metadata_path, result["run_id"], report_path)
+    except Exception as err:  # noqa: BLE001 - a report failure must not hide the run's outcome
+        click.echo(f"report not written: {err}", err=True)
     click.echo("\n" + run_summary.format_text(result))
     if summary_json:
         run_summary.write_json(result, summary_json)
         click.echo(f"summary written to {summary_json}")
+
+
+def _safe(run_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in run_id)
 
 
 @main.group()

@@ -13,7 +13,7 @@ def _value(metric_value) -> Any:
     return None
 
 
-def _slice_name(slice_key) -> str:
+def slice_name_of(slice_key) -> str:
     parts = []
     for single in slice_key.single_slice_keys:
         value = getattr(single, single.WhichOneof("kind"))
@@ -22,7 +22,7 @@ def _slice_name(slice_key) -> str:
     return ", ".join(parts) or "overall"
 
 
-def _metric_name(key) -> str:
+def metric_name(key) -> str:
     name = key.name
     if key.sub_key.HasField("class_id"):
         name += f"/class_{key.sub_key.class_id.value}"
@@ -39,12 +39,12 @@ def metrics_by_slice(output_path: str) -> Dict[str, Dict[str, float]]:
     """``{slice name: {metric name: value}}`` for scalar metrics."""
     out: Dict[str, Dict[str, float]] = {}
     for slice_metrics in tfma.load_metrics(output_path):
-        name = _slice_name(slice_metrics.slice_key)
+        name = slice_name_of(slice_metrics.slice_key)
         values = out.setdefault(name, {})
         for kv in slice_metrics.metric_keys_and_values:
             value = _value(kv.value)
             if value is not None:
-                values[_metric_name(kv.key)] = value
+                values[metric_name(kv.key)] = value
     return out
 
 
@@ -53,9 +53,9 @@ def threshold_failures(output_path: str) -> List[str]:
     result = tfma.load_validation_result(output_path)
     lines = []
     for per_slice in result.metric_validations_per_slice:
-        slice_name = _slice_name(per_slice.slice_key)
+        slice_name = slice_name_of(per_slice.slice_key)
         for failure in per_slice.failures:
-            name = _metric_name(failure.metric_key)
+            name = metric_name(failure.metric_key)
             value = _value(failure.metric_value)
             lines.append(_describe(name, slice_name, value, failure.metric_threshold))
     if not result.validation_ok and not lines:

@@ -16,7 +16,7 @@ from tensorflow_model_analysis.slicer import slicer_lib
 from tensorflow_model_analysis.utils import model_util
 from tensorflow_model_analysis.writers import eval_config_writer
 
-from components.evaluator.results import _metric_name, _slice_name
+from components.evaluator.results import metric_name, slice_name_of
 
 
 def stored_eval_config(output_path: str) -> config_pb2.EvalConfig:
@@ -99,7 +99,7 @@ def evaluate(eval_config: config_pb2.EvalConfig,
     baseline_name = baseline_spec.name if baseline_spec else None
     rows = []
     for slice_key, metrics in metrics_by_slice_key.items():
-        slice_name = _slice_name(slicer_lib.serialize_slice_key(slice_key))
+        slice_name = slice_name_of(slicer_lib.serialize_slice_key(slice_key))
         for metric_key, entries in thresholds.items():
             if baseline_name and metric_key.model_name == baseline_name:
                 continue
@@ -112,7 +112,7 @@ def evaluate(eval_config: config_pb2.EvalConfig,
 
 
 def _outcome(metric_key, slice_name: str, metrics, threshold, baseline_name) -> dict:
-    row = {"metric": _metric_name(metric_key.to_proto()), "slice": slice_name}
+    row = {"metric": metric_name(metric_key.to_proto()), "slice": slice_name}
     value = metrics.get(metric_key)
     if value is None:
         return {**row, "kind": "missing", "value": None, "bound": "metric not computed",
@@ -126,6 +126,6 @@ def _outcome(metric_key, slice_name: str, metrics, threshold, baseline_name) -> 
 def validation_failures(output_path: str) -> set:
     """``{(metric, slice)}`` TFMA's stored validation result recorded as failed."""
     result = tfma.load_validation_result(output_path)
-    return {(_metric_name(failure.metric_key), _slice_name(per_slice.slice_key))
+    return {(metric_name(failure.metric_key), slice_name_of(per_slice.slice_key))
             for per_slice in result.metric_validations_per_slice
             for failure in per_slice.failures}

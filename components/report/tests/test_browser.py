@@ -1,5 +1,6 @@
 """The report of a real run in real headless Chromium: it renders, its scripts run without
 errors, every image loads offline, and the accuracy it shows is the one TFMA stored."""
+import re
 from html.parser import HTMLParser
 
 import numpy as np
@@ -104,3 +105,21 @@ def test_report_is_self_contained(report_file):
     assert not [attrs for tag, attrs in page.tags if tag == "script" and attrs.get("src")]
     hrefs = [attrs.get("href", "") for tag, attrs in page.tags if tag == "a"]
     assert all(h.startswith(("#", "file://")) for h in hrefs), hrefs
+
+
+def test_clicking_a_header_sorts_the_slice_table(report_file, headless, tmp_path):
+    clicks = ('<script>window.addEventListener("load", function () {'
+              ' var th = document.querySelector("#slices-table thead th:nth-child(3)");'
+              ' th.click(); th.click(); });</script></body>')
+    page = tmp_path / "clicked.html"
+    page.write_text(open(report_file, encoding="utf-8").read().replace("</body>", clicks),
+                    encoding="utf-8")
+    run = headless(str(page), "--dump-dom")
+    assert run.console == []
+    table = run.stdout[run.stdout.index('id="slices-table"'):]
+    table = table[:table.index("</table>")]
+    assert 'aria-sort="descending"' in table
+    accuracies = [float(v) for v in re.findall(
+        r"<tr[^>]*><td>[^<]*</td>\s*<td[^>]*>[^<]*</td><td[^>]*>([0-9.]+)</td>", table)]
+    assert len(accuracies) >= 3
+    assert accuracies == sorted(accuracies, reverse=True)

@@ -1,0 +1,53 @@
+"""The comparison point: a plain Keras script training the same model on the same image files.
+
+No TFX, no Beam, no metadata: ``image_dataset_from_directory`` + the same model builder,
+epochs and batch size as a lensflow run. Prints a JSON line with accuracy and wall time.
+"""
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import tensorflow as tf  # noqa: E402
+
+from components.trainer.models import build_model  # noqa: E402
+from components.trainer.run import compile_model  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
+
+
+def datasets(root: str, size: int, batch: int, seed: int):
+    """Train / test datasets from a pre-split tree, normalised with train statistics."""
+    def load(split, shuffle):
+        return tf.keras.utils.image_dataset_from_directory(
+            os.path.join(root, split), color_mode="grayscale", image_size=(size, size),
+            batch_size=batch, shuffle=shuffle, seed=seed, label_mode="int")
+
+    train, test = load("train", True), load("test", False)
+    norm = tf.keras.layers.Normalization(axis=-1)
+    norm.adapt(train.map(lambda x, _: x / 255.0))
+    prep = lambda x, y: (norm(x / 255.0), y)  # noqa: E731
+    return (train.map(prep).cache().prefetch(tf.data.AUTOTUNE),
+            test.map(prep).cache().prefetch(tf.data.AUTOTUNE), len(train.class_names))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", required=True, help="pre-split tree: DATA/{train,test}/<class>/")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args()
+    cfg = load_config(None, {"train.epochs": args.epochs, "train.batch_size": args.batch_size})
+    tf.keras.utils.set_random_seed(cfg.train.seed)
+    start = time.time()
+    train, test, classes = datasets(args.data, cfg.image.size, cfg.train.batch_size, cfg.train.seed)
+    model = build_model(cfg, (cfg.image.size, cfg.image.size, 1), classes)
+    compile_model(model, cfg.train.learning_rate, cfg.evaluation.top_k)
+    model.fit(train, epochs=cfg.train.epochs, verbose=2)
+    _, accuracy, _ = model.evaluate(test, verbose=0)
+    print(json.dumps({"accuracy": accuracy, "wall_seconds": time.time() - start}))
+
+
+if __name__ == "__main__":
+    main()
