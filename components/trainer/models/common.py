@@ -6,6 +6,16 @@ import tensorflow as tf
 from pipeline.config import ConfigError
 
 
+def conv_trunk(x, filters=(32, 64), dense: int = 128):
+    """Conv(3x3, ReLU)-MaxPool per entry of ``filters``, then Flatten and a ReLU Dense."""
+    for index, width in enumerate(filters, start=1):
+        x = tf.keras.layers.Conv2D(width, 3, padding="same", activation="relu",
+                                   name=f"conv{index}")(x)
+        x = tf.keras.layers.MaxPooling2D(name=f"pool{index}")(x)
+    x = tf.keras.layers.Flatten(name="flatten")(x)
+    return tf.keras.layers.Dense(dense, activation="relu", name="dense")(x)
+
+
 def classifier_head(inputs, features, num_classes: int, dropout: float, name: str):
     """Dropout + softmax Dense on ``features``; the model outputs probabilities."""
     x = tf.keras.layers.Dropout(dropout, name="head_dropout")(features) if dropout else features

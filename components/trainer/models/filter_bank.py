@@ -24,12 +24,7 @@ def build(input_shape, num_classes: int, *, weights=None, options=None, cache_di
     learned = tf.keras.layers.Conv2D(LEARNED_FILTERS, 3, padding="same", activation="relu",
                                      name="learned_conv")(inputs)
     x = tf.keras.layers.Concatenate(name="bank_and_learned")([handcrafted, learned])
-    x = tf.keras.layers.Conv2D(64, 3, padding="same", activation="relu", name="conv1")(x)
-    x = tf.keras.layers.MaxPooling2D(name="pool1")(x)
-    x = tf.keras.layers.Conv2D(64, 3, padding="same", activation="relu", name="conv2")(x)
-    x = tf.keras.layers.MaxPooling2D(name="pool2")(x)
-    x = tf.keras.layers.Flatten(name="flatten")(x)
-    x = tf.keras.layers.Dense(128, activation="relu", name="dense")(x)
+    x = common.conv_trunk(x, filters=(64, 64))
     model = common.classifier_head(inputs, x, num_classes, dropout, name="filter_bank")
     common.load_weights(model, weights)
     return model
