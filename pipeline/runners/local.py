@@ -19,7 +19,8 @@ _PROGRESS = re.compile(r"Component (\S+) is (running|finished)\.")
 
 
 class _ProgressFilter(logging.Filter):
-    """Pass only LocalDagRunner's per-component start/finish lines, with elapsed time."""
+    """Print LocalDagRunner's per-component start/finish lines (with elapsed time) to stderr
+    and swallow every other INFO record of the ``absl`` logger."""
 
     def __init__(self):
         super().__init__()
@@ -28,15 +29,15 @@ class _ProgressFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         match = _PROGRESS.match(record.getMessage())
         if not match:
-            return False
+            return record.levelno >= logging.WARNING
         node, state = match.groups()
         if state == "running":
             self._started[node] = time.time()
-            record.msg, record.args = f"  ▶ {node} ...", ()
+            print(f"  ▶ {node} ...", file=sys.stderr, flush=True)
         else:
             took = time.time() - self._started.get(node, time.time())
-            record.msg, record.args = f"  ✓ {node} ({took:.0f}s)", ()
-        return True
+            print(f"  ✓ {node} ({took:.0f}s)", file=sys.stderr, flush=True)
+        return False
 
 
 def metadata_config(cfg: LensflowConfig):
@@ -49,15 +50,13 @@ def run(cfg: LensflowConfig, show_progress: bool = False) -> None:
     """Run (or resume: cached components are reused) the pipeline for ``cfg``."""
     os.makedirs(cfg.pipeline_root, exist_ok=True)
     pipeline = create_pipeline(cfg, metadata_connection_config=metadata_config(cfg))
-    handler = None
-    if show_progress:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.addFilter(_ProgressFilter())
-        absl_logging.get_absl_handler().setLevel(logging.WARNING)
+    progress = _ProgressFilter() if show_progress else None
+    logger = logging.getLogger("absl")
+    if progress is not None:
         absl_logging.set_verbosity(absl_logging.INFO)
-        logging.getLogger("absl").addHandler(handler)
+        logger.addFilter(progress)
     try:
         tfx.orchestration.LocalDagRunner().run(pipeline)
     finally:
-        if handler is not None:
-            logging.getLogger("absl").removeHandler(handler)
+        if progress is not None:
+            logger.removeFilter(progress)
