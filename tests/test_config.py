@@ -1,0 +1,43 @@
+"""The one config object: YAML + overrides, validation, and per-component subsets."""
+import json
+
+import pytest
+
+from pipeline.config import (CUSTOM_CONFIG_KEY, ConfigError, LensflowConfig, from_custom_config,
+                             load_config)
+
+
+def test_yaml_then_overrides_then_round_trip_through_custom_config(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: 7\nmodel:\n  family: filter_bank\n")
+    cfg = load_config(str(path), {"train.batch_size": 8, "train.epochs": None})
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.model.family) == (7, 8, "filter_bank")
+    again = from_custom_config({CUSTOM_CONFIG_KEY: cfg.to_json()})
+    assert again == cfg
+
+
+def test_component_subsets_carry_only_their_keys():
+    cfg = LensflowConfig().replace(**{"train.epochs": 9, "evaluation.top_k": 2})
+    subset = json.loads(cfg.to_json(["train", "evaluation.top_k"]))
+    assert set(subset) == {"train", "evaluation"} and subset["evaluation"] == {"top_k": 2}
+    rebuilt = from_custom_config({CUSTOM_CONFIG_KEY: cfg.to_json(["train", "evaluation.top_k"])})
+    assert rebuilt.train.epochs == 9 and rebuilt.evaluation.top_k == 2
+    assert rebuilt.evaluation.min_accuracy == LensflowConfig().evaluation.min_accuracy
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("model.family", "resnet", "model.family"),
+    ("image.color_mode", "cmyk", "image.color_mode"),
+    ("evaluation.min_accuracy", 1.5, "min_accuracy"),
+    ("data.split_buckets", {"train": 1}, "split_buckets"),
+])
+def test_invalid_values_name_the_field(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        LensflowConfig().replace(**{key: value})
+
+
+def test_transfer_turns_normalisation_off_unless_set():
+    assert LensflowConfig().effective_normalize is True
+    transfer = LensflowConfig().replace(**{"model.family": "transfer"})
+    assert transfer.effective_normalize is False
+    assert transfer.replace(**{"image.normalize": True}).effective_normalize is True
