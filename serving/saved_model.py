@@ -10,12 +10,14 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
+from components.transform import features
+
 from components.trainer.signatures import MAX_IMAGE_BYTES
 from serving.errors import BadRequest, ModelNotFound
 
 SERVE_TAG = "serve"
 DEFAULT_SIGNATURE = "serving_default"
-CLASS_NAMES_FILE = os.path.join("assets.extra", "class_names.json")
+CLASS_NAMES_FILE = features.CLASS_NAMES_FILE
 MAX_STRING_BYTES = MAX_IMAGE_BYTES
 
 _TF_NOISE = re.compile(r"^(Graph execution error:|Detected at node|<stack traces|\s*\[\[|\s*$)")

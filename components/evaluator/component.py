@@ -14,13 +14,13 @@ from tfx.utils import path_utils, proto_utils
 
 from components.evaluator.baseline import FOUND_PROPERTY
 from components.evaluator.eval_config import expand_per_class
+from components.transform import features
 
-CLASS_NAMES_FILE = "class_names.json"
 
 
 def class_names_of(model_uri: str) -> list:
     """Class names the Trainer stored with the serving model."""
-    path = os.path.join(path_utils.serving_model_path(model_uri), "assets.extra", CLASS_NAMES_FILE)
+    path = os.path.join(path_utils.serving_model_path(model_uri), features.CLASS_NAMES_FILE)
     with tf.io.gfile.GFile(path) as fh:
         return json.load(fh)
 

@@ -16,7 +16,6 @@ from pipeline.config import LensflowConfig, from_custom_config  # noqa: E402
 
 HISTORY_FILE = "history.json"
 AUGMENTATION_FILE = "augmentation.json"
-CLASS_NAMES_FILE = "class_names.json"
 
 
 def class_names(tf_transform_output) -> list:
@@ -61,9 +60,9 @@ def export(model, tf_transform_output, names, serving_model_dir: str) -> None:
     """SavedModel with the three signatures (Keras-loadable too)."""
     sigs = signatures.make_signatures(model, tf_transform_output, names)
     model.save(serving_model_dir, save_format="tf", signatures=sigs)
-    extra = os.path.join(serving_model_dir, "assets.extra")
-    tf.io.gfile.makedirs(extra)
-    with tf.io.gfile.GFile(os.path.join(extra, CLASS_NAMES_FILE), "w") as fh:
+    path = os.path.join(serving_model_dir, features.CLASS_NAMES_FILE)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path, "w") as fh:
         fh.write(json.dumps(list(names)))
 
 

@@ -25,3 +25,6 @@ CLASS_IDS = "class_ids"
 CLASS_NAMES = "class_names"
 
 SLICE_KEYS = (LABEL_KEY, SIZE_BUCKET_KEY, BRIGHTNESS_BUCKET_KEY)
+
+# Stored beside the exported SavedModel: class names in label-id order.
+CLASS_NAMES_FILE = "assets.extra/class_names.json"
