@@ -12,7 +12,7 @@ export PYTHONHASHSEED := 0
 venv: $(STAMP)
 
 # Find Python 3.10 (TFX 1.16 needs < 3.11): on PATH, else through pyenv.
-$(STAMP): requirements.lock setup.py
+$(STAMP): requirements.lock setup.py pyproject.toml
 	@set -e; py="$$(bash scripts/find_python310.sh)"; \
 	if [ ! -x "$(PY)" ]; then echo "creating $(VENV) with $$py"; "$$py" -m venv $(VENV); fi; \
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements.lock; \
