@@ -52,18 +52,32 @@ def describe(cfg: AugmentConfig) -> Dict[str, object]:
     return {"config": dataclasses.asdict(cfg), "effective": resolve(cfg)}
 
 
-class RandomErasing(tf.keras.layers.Layer):
-    """Erase one random rectangle (up to a quarter of the image) with probability ``rate``."""
+class _SeededAugmentation(tf.keras.layers.Layer):
+    """A seeded random op that is the identity outside training; subclasses define ``augment``."""
 
-    def __init__(self, rate: float, seed: int, **kwargs):
+    def __init__(self, seed: int, **kwargs):
         super().__init__(**kwargs)
-        self.rate = rate
         self.seed = seed
         self._generator = tf.random.Generator.from_seed(seed)
 
     def call(self, images, training=None):
-        if not training:
-            return images
+        return self.augment(images) if training else images
+
+    def augment(self, images):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+
+
+class RandomErasing(_SeededAugmentation):
+    """Erase one random rectangle (up to a quarter of the image) with probability ``rate``."""
+
+    def __init__(self, rate: float, seed: int, **kwargs):
+        super().__init__(seed, **kwargs)
+        self.rate = rate
+
+    def augment(self, images):
         shape = tf.shape(images)
         batch, height, width = shape[0], shape[1], shape[2]
         uniform = self._generator.uniform([batch, 5])
@@ -80,41 +94,33 @@ class RandomErasing(tf.keras.layers.Layer):
         return tf.where(inside[..., None], tf.zeros_like(images), images)
 
     def get_config(self):
-        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+        return {**super().get_config(), "rate": self.rate}
 
 
-class RandomBrightnessShift(tf.keras.layers.Layer):
+class RandomBrightnessShift(_SeededAugmentation):
     """Add one random offset in [-delta, delta] per image (no clipping: inputs are normalised)."""
 
     def __init__(self, delta: float, seed: int, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed, **kwargs)
         self.delta = delta
-        self.seed = seed
-        self._generator = tf.random.Generator.from_seed(seed)
 
-    def call(self, images, training=None):
-        if not training:
-            return images
+    def augment(self, images):
         offsets = self._generator.uniform([tf.shape(images)[0], 1, 1, 1], -self.delta, self.delta)
         return images + offsets
 
     def get_config(self):
-        return {**super().get_config(), "delta": self.delta, "seed": self.seed}
+        return {**super().get_config(), "delta": self.delta}
 
 
-class RandomPadCrop(tf.keras.layers.Layer):
+class RandomPadCrop(_SeededAugmentation):
     """Zero-pad by ``padding`` pixels, then crop back to the original size at a random offset
     per image (translation with a black border); the identity outside training."""
 
     def __init__(self, padding: int, seed: int, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed, **kwargs)
         self.padding = padding
-        self.seed = seed
-        self._generator = tf.random.Generator.from_seed(seed)
 
-    def call(self, images, training=None):
-        if not training:
-            return images
+    def augment(self, images):
         pad = self.padding
         shape = tf.shape(images)
         padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
@@ -127,7 +133,7 @@ class RandomPadCrop(tf.keras.layers.Layer):
         return tf.map_fn(crop, (padded, offsets), fn_output_signature=images.dtype)
 
     def get_config(self):
-        return {**super().get_config(), "padding": self.padding, "seed": self.seed}
+        return {**super().get_config(), "padding": self.padding}
 
 
 def _layers(policy: Dict[str, object], seed: int) -> List[tf.keras.layers.Layer]:
