@@ -69,8 +69,7 @@ def evaluation_section(summary: Dict[str, Any], names: Sequence[str]) -> Dict[st
     uri = summary["evaluation_uri"]
     overall = summary["metrics_by_slice"].get("overall", {})
     counts = evaluation.confusion_matrix(uri, len(names))
-    per_class_calibration = evaluation.calibration_buckets(uri, names)
-    pooled = evaluation.pooled_reliability(per_class_calibration)
+    pooled = evaluation.calibration_buckets(uri)
     outcomes = thresholds.outcomes(uri)
     return {
         "accuracy": overall.get("sparse_categorical_accuracy"),
@@ -78,8 +77,8 @@ def evaluation_section(summary: Dict[str, Any], names: Sequence[str]) -> Dict[st
         "slice_columns": evaluation.SLICE_COLUMNS,
         "slices": evaluation.slice_rows(summary["metrics_by_slice"]),
         "confusion": counts,
-        "per_class": evaluation.per_class_rows(overall, names, counts),
-        "calibration": {"per_class": per_class_calibration, "pooled": pooled,
+        "per_class": evaluation.per_class_rows(names, counts),
+        "calibration": {"pooled": pooled,
                         "ece": evaluation.expected_calibration_error(pooled)},
         "comparison": evaluation.comparison_rows(overall),
         "thresholds": outcomes,

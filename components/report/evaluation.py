@@ -10,7 +10,6 @@ BASELINE_PREFIX = "baseline/"
 SLICE_COLUMNS = (("example_count", "examples"), ("sparse_categorical_accuracy", "accuracy"),
                  ("sparse_top_k_categorical_accuracy", "top-k accuracy"),
                  ("sparse_categorical_crossentropy", "loss"))
-PER_CLASS_METRICS = ("precision", "recall", "f1_score", "calibration")
 COMPARED = (("sparse_categorical_accuracy", True), ("sparse_top_k_categorical_accuracy", True),
             ("sparse_categorical_crossentropy", False), ("example_count", None))
 
@@ -39,35 +38,21 @@ def confusion_matrix(output_path: str, num_classes: int) -> np.ndarray:
     raise LookupError(f"no multi_class_confusion_matrix_plot on the overall slice in {output_path}")
 
 
-def calibration_buckets(output_path: str, class_names: Sequence[str]) -> Dict[str, List[dict]]:
-    """Per class name: non-empty buckets ``{count, mean_prediction, observed}`` (one-vs-rest)."""
-    out: Dict[str, List[dict]] = {}
+def calibration_buckets(output_path: str) -> List[dict]:
+    """Non-empty buckets ``{count, mean_prediction, observed, upper}`` of the micro-averaged
+    calibration histogram: every class probability against its one-hot label (one-vs-rest,
+    pooled over classes), so each example counts once per class."""
     for kv in _overall_plots(output_path):
-        if not kv.value.HasField("calibration_histogram_buckets") or \
-                not kv.key.sub_key.HasField("class_id"):
+        if not kv.value.HasField("calibration_histogram_buckets"):
             continue
-        name = class_names[kv.key.sub_key.class_id.value]
-        out[name] = [{"count": b.num_weighted_examples.value,
-                      "mean_prediction": b.total_weighted_refined_prediction.value
-                      / b.num_weighted_examples.value,
-                      "observed": b.total_weighted_label.value / b.num_weighted_examples.value,
-                      "upper": b.upper_threshold_exclusive}
-                     for b in kv.value.calibration_histogram_buckets.buckets
-                     if b.num_weighted_examples.value > 0]
-    return out
-
-
-def pooled_reliability(per_class: Dict[str, List[dict]]) -> List[dict]:
-    """All classes' one-vs-rest buckets pooled by confidence bin (the reliability diagram)."""
-    pooled: Dict[float, List[float]] = {}
-    for buckets in per_class.values():
-        for b in buckets:
-            acc = pooled.setdefault(b["upper"], [0.0, 0.0, 0.0])
-            acc[0] += b["count"]
-            acc[1] += b["mean_prediction"] * b["count"]
-            acc[2] += b["observed"] * b["count"]
-    return [{"count": n, "mean_prediction": p / n, "observed": o / n}
-            for _, (n, p, o) in sorted(pooled.items())]
+        return [{"count": b.num_weighted_examples.value,
+                 "mean_prediction": b.total_weighted_refined_prediction.value
+                 / b.num_weighted_examples.value,
+                 "observed": b.total_weighted_label.value / b.num_weighted_examples.value,
+                 "upper": b.upper_threshold_exclusive}
+                for b in kv.value.calibration_histogram_buckets.buckets
+                if b.num_weighted_examples.value > 0]
+    return []
 
 
 def expected_calibration_error(buckets: List[dict]) -> Optional[float]:
@@ -78,21 +63,20 @@ def expected_calibration_error(buckets: List[dict]) -> Optional[float]:
     return sum(b["count"] * abs(b["observed"] - b["mean_prediction"]) for b in buckets) / total
 
 
-def per_class_rows(overall: Dict[str, float], class_names: Sequence[str],
-                   counts: np.ndarray) -> List[dict]:
-    """One row per class name: TFMA's precision, recall, F1 and calibration (one-vs-rest at
-    probability 0.5), top-1 precision and recall from the confusion matrix, and support."""
+def per_class_rows(class_names: Sequence[str], counts: np.ndarray) -> List[dict]:
+    """One row per class name: top-1 (argmax) precision, recall and F1 from the confusion
+    matrix, and support."""
     rows = []
     predicted = counts.sum(axis=0)
     actual = counts.sum(axis=1)
     for class_id, name in enumerate(class_names):
         hits = counts[class_id, class_id]
-        row = {"class_id": class_id, "name": name, "support": int(actual[class_id]),
-               "top1_precision": hits / predicted[class_id] if predicted[class_id] else None,
-               "top1_recall": hits / actual[class_id] if actual[class_id] else None}
-        for metric in PER_CLASS_METRICS:
-            row[metric] = overall.get(f"{metric}/class_{class_id}")
-        rows.append(row)
+        precision = hits / predicted[class_id] if predicted[class_id] else None
+        recall = hits / actual[class_id] if actual[class_id] else None
+        f1 = 2 * precision * recall / (precision + recall) \
+            if precision is not None and recall is not None and precision + recall else None
+        rows.append({"class_id": class_id, "name": name, "support": int(actual[class_id]),
+                     "precision": precision, "recall": recall, "f1_score": f1})
     return rows
 
 

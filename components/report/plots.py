@@ -64,14 +64,11 @@ def per_class_bars(rows: List[dict]) -> str:
     return figure_uri(fig)
 
 
-def reliability(pooled: List[dict], per_class: Dict[str, List[dict]]) -> str:
+def reliability(pooled: List[dict]) -> str:
     """Reliability diagram: observed frequency vs mean predicted probability."""
     fig, (ax, hist) = plt.subplots(2, 1, figsize=(5.5, 6), sharex=True,
                                    gridspec_kw={"height_ratios": [3, 1]})
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
-    for buckets in per_class.values():
-        ax.plot([b["mean_prediction"] for b in buckets], [b["observed"] for b in buckets],
-                color="tab:blue", alpha=0.15, linewidth=1)
     ax.plot([b["mean_prediction"] for b in pooled], [b["observed"] for b in pooled], "o-",
             color="tab:red", label="all classes (one-vs-rest, pooled)")
     ax.set_ylabel("observed frequency")

@@ -103,13 +103,9 @@ def test_comparison_rows_pair_candidate_and_baseline():
     assert evaluation.comparison_rows({"sparse_categorical_accuracy": 0.8}) == []
 
 
-def test_pooled_reliability_weights_buckets_by_count():
-    per_class = {"a": [{"count": 3, "mean_prediction": 0.1, "observed": 0.0, "upper": 0.2},
-                       {"count": 1, "mean_prediction": 0.9, "observed": 1.0, "upper": 1.0}],
-                 "b": [{"count": 1, "mean_prediction": 0.3, "observed": 1.0, "upper": 0.2}]}
-    pooled = evaluation.pooled_reliability(per_class)
-    assert [b["count"] for b in pooled] == [4, 1]
-    assert pooled[0]["mean_prediction"] == pytest.approx((3 * 0.1 + 0.3) / 4)
-    assert pooled[0]["observed"] == pytest.approx(0.25)
+def test_expected_calibration_error_weights_buckets_by_count():
+    pooled = [{"count": 4, "mean_prediction": 0.15, "observed": 0.25},
+              {"count": 1, "mean_prediction": 0.9, "observed": 1.0}]
     assert evaluation.expected_calibration_error(pooled) == pytest.approx(
         (4 * abs(0.25 - 0.15) + 1 * 0.1) / 5)
+    assert evaluation.expected_calibration_error([]) is None
