@@ -230,6 +230,27 @@ def test_formats_and_modes_normalise_to_8bit_png(tmp_path, name):
         assert decoded.sha256 == hashlib.sha256(handle.read()).hexdigest()
 
 
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_an_already_normal_png_keeps_its_bytes(tmp_path, mode):
+    pixels = grey_pixels() if mode == "L" else colour_pixels()
+    path = save(tmp_path / "normal.png", Image.fromarray(pixels), "PNG")
+    decoded = load_image(path)
+    with open(path, "rb") as handle:
+        assert decoded.png_bytes == handle.read()
+    np.testing.assert_array_equal(tf.io.decode_png(decoded.png_bytes).numpy().reshape(pixels.shape),
+                                  pixels)
+
+
+@pytest.mark.parametrize("case", ["exif-orientation", "rgb-colour-key-png", "16bit-png",
+                                  "1bit-png", "jpeg-grey"])
+def test_pngs_that_need_normalising_are_re_encoded(tmp_path, case):
+    path, expected, _, _ = CASES[case](tmp_path)
+    decoded = load_image(path)
+    with open(path, "rb") as handle:
+        assert decoded.png_bytes != handle.read()
+    assert decoded.png_bytes.startswith(b"\x89PNG")
+
+
 def test_sixteen_bit_ramp_is_scaled_not_clipped(tmp_path):
     path = save(tmp_path / "ramp.png", Image.fromarray(ramp16()), "PNG")
     pixels = np.asarray(Image.open(io.BytesIO(load_image(path).png_bytes)))
