@@ -37,7 +37,10 @@ def run_ids(store) -> List[str]:
 
 def run_artifacts(store, run_id: Optional[str] = None) -> Dict[str, Any]:
     """``{run_id, artifacts: {(component, output_key): Artifact}, executions: {component: state},
-    properties: {component: {exec property: value}}}``."""
+    properties: {component: {exec property: value}}, seconds: {component: wall seconds}}``.
+
+    Wall seconds run from the execution's registration to its last update (for a cached
+    component, the cache lookup)."""
     ids = run_ids(store)
     if not ids:
         raise RunNotFound("no pipeline run recorded yet")
@@ -53,6 +56,8 @@ def run_artifacts(store, run_id: Optional[str] = None) -> Dict[str, Any]:
               for e in executions}
     properties = {types[e.type_id]: {k: v.string_value for k, v in e.custom_properties.items()}
                   for e in executions}
+    seconds = {types[e.type_id]: (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000
+               for e in executions}
     artifacts: Dict[tuple, Any] = {}
     events = store.get_events_by_execution_ids(list(by_id))
     wanted = [e for e in events if e.type in _OUTPUT_EVENTS]
@@ -61,7 +66,7 @@ def run_artifacts(store, run_id: Optional[str] = None) -> Dict[str, Any]:
         key = event.path.steps[0].key if event.path.steps else ""
         artifacts[(types[by_id[event.execution_id].type_id], key)] = found[event.artifact_id]
     return {"run_id": run_id, "artifacts": artifacts, "executions": states,
-            "properties": properties}
+            "properties": properties, "seconds": seconds}
 
 
 def _by_key(artifacts, output_key: str):
@@ -88,7 +93,8 @@ def summarise(metadata_path: str, run_id: Optional[str] = None) -> Dict[str, Any
     store = open_store(metadata_path)
     run = run_artifacts(store, run_id)
     arts = run["artifacts"]
-    summary: Dict[str, Any] = {"run_id": run["run_id"], "executions": run["executions"]}
+    summary: Dict[str, Any] = {"run_id": run["run_id"], "executions": run["executions"],
+                               "execution_seconds": run["seconds"]}
     examples = _by_key(arts, "examples")
     if examples is not None:
         ingestion = report.read(examples.uri)
