@@ -31,7 +31,8 @@ def main():
 @click.option("--learning-rate", type=float)
 @click.option("--image-size", type=int)
 @click.option("--color-mode", type=click.Choice(["grayscale", "rgb"]))
-@click.option("--model", "family", type=click.Choice(["baseline_cnn", "transfer", "filter_bank"]))
+@click.option("--model", "family", type=click.Choice(["baseline_cnn", "transfer", "filter_bank",
+                                                     "compact_resnet"]))
 @click.option("--backbone")
 @click.option("--weights", help="'imagenet', 'none' or a path.")
 @click.option("--fine-tune-epochs", type=int)

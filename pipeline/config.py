@@ -82,6 +82,9 @@ class ModelConfig:
         default_factory=lambda: ["sobel_x", "sobel_y", "laplacian", "gabor"])
     filter_mode: str = "fixed"
     dropout: float = 0.25
+    widths: List[int] = field(default_factory=lambda: [32, 64, 128])
+    depths: List[int] = field(default_factory=lambda: [0, 0, 1])
+    flip_tta: bool = False
 
 
 @dataclass
@@ -95,6 +98,12 @@ class TrainConfig:
     fine_tune_learning_rate: float = 1e-4
     steps_per_epoch: Optional[int] = None
     seed: int = 42
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    lr_schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
 
 
 @dataclass
@@ -281,8 +290,10 @@ _CHOICES = {
     ("image", "color_mode"): ("grayscale", "rgb"),
     ("image", "resize_policy"): ("stretch", "pad", "crop"),
     ("augment", "preset"): ("none", "light", "standard"),
-    ("model", "family"): ("baseline_cnn", "transfer", "filter_bank"),
+    ("model", "family"): ("baseline_cnn", "transfer", "filter_bank", "compact_resnet"),
     ("model", "filter_mode"): ("fixed", "init"),
+    ("train", "optimizer"): ("adam", "adamw", "sgd"),
+    ("train", "lr_schedule"): ("constant", "cosine"),
     ("beam", "runner"): ("DirectRunner", "PortableRunner", "DataflowRunner",
                          "FlinkRunner", "SparkRunner"),
     ("beam", "direct_running_mode"): ("in_memory", "multi_threading", "multi_processing"),
@@ -299,6 +310,8 @@ def validate(cfg: LensflowConfig) -> None:
         raise ConfigError(f"image.size={cfg.image.size}; must be at least 8")
     if cfg.train.epochs < 1 or cfg.train.batch_size < 1:
         raise ConfigError("train.epochs and train.batch_size must be at least 1")
+    _validate_model(cfg)
+    _validate_train(cfg.train)
     buckets = cfg.data.split_buckets
     if set(buckets) - {"train", "eval", "test"} or not {"train", "eval"} <= set(buckets):
         raise ConfigError(f"data.split_buckets={buckets}; needs train and eval, optionally test")
@@ -310,6 +323,38 @@ def validate(cfg: LensflowConfig) -> None:
         raise ConfigError("push.keep_versions must be at least 1")
     _validate_beam(cfg.beam)
     _validate_kubeflow(cfg.kubeflow)
+
+
+def _validate_model(cfg: LensflowConfig) -> None:
+    model = cfg.model
+    if not isinstance(model.widths, list) or not model.widths or not all(
+            isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in model.widths):
+        raise ConfigError(f"model.widths={model.widths!r}; expected a non-empty list of positive "
+                          "integers (channels per stage)")
+    if not isinstance(model.depths, list) or len(model.depths) != len(model.widths) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in model.depths):
+        raise ConfigError(f"model.depths={model.depths!r}; expected one integer >= 0 (residual "
+                          f"blocks) per entry of model.widths={model.widths!r}")
+    if model.family == "compact_resnet" and 2 ** (len(model.widths) - 1) > cfg.image.size:
+        raise ConfigError(f"model.widths has {len(model.widths)} stages, each halving the image; "
+                          f"too many for image.size={cfg.image.size}")
+    if model.flip_tta and not cfg.augment.allow_orientation_changes:
+        raise ConfigError("model.flip_tta averages over horizontal mirrors, but "
+                          "augment.allow_orientation_changes is false for this dataset")
+
+
+def _validate_train(train: TrainConfig) -> None:
+    if train.learning_rate <= 0:
+        raise ConfigError(f"train.learning_rate={train.learning_rate}; must be positive")
+    if train.weight_decay < 0:
+        raise ConfigError(f"train.weight_decay={train.weight_decay}; must be >= 0")
+    if not 0.0 <= train.momentum < 1.0:
+        raise ConfigError(f"train.momentum={train.momentum}; must be within [0, 1)")
+    if not 0.0 <= train.label_smoothing < 1.0:
+        raise ConfigError(f"train.label_smoothing={train.label_smoothing}; must be within [0, 1)")
+    if not 0.0 <= train.warmup_epochs <= train.epochs:
+        raise ConfigError(f"train.warmup_epochs={train.warmup_epochs}; must be within "
+                          f"[0, train.epochs={train.epochs}]")
 
 
 def _validate_beam(beam: BeamConfig) -> None:

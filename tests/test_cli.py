@@ -10,7 +10,7 @@ def test_models_lists_families_and_backbone_availability(tmp_path):
     result = CliRunner().invoke(main, ["models", "--home", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     listing = json.loads(result.output)
-    assert set(listing["families"]) == {"baseline_cnn", "transfer", "filter_bank"}
+    assert set(listing["families"]) == {"baseline_cnn", "transfer", "filter_bank", "compact_resnet"}
     by_name = {b["name"]: b for b in listing["backbones"]}
     assert {"efficientnet_lite0", "mobilenet_v2", "efficientnet_b0", "resnet50", "vgg16"} <= set(by_name)
     assert by_name["efficientnet_lite0"]["available"] is True

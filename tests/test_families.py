@@ -1,9 +1,11 @@
 """Each model family trains through the full pipeline and is blessed (tiny settings)."""
+import io
 import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image, ImageOps
 
 from conftest import run_pipeline
 
@@ -13,6 +15,12 @@ FAMILIES = {
     "transfer": {"model.family": "transfer", "model.backbone": "efficientnet_lite0",
                  "model.weights": "imagenet", "model.backbone_input_size": 48,
                  "train.epochs": 1, "train.fine_tune_epochs": 1, "model.fine_tune_layers": 10},
+    "compact_resnet": {"model.family": "compact_resnet", "model.widths": [8, 16, 32],
+                       "model.depths": [0, 0, 1], "model.flip_tta": True,
+                       "train.optimizer": "sgd", "train.learning_rate": 0.05,
+                       "train.lr_schedule": "cosine", "train.warmup_epochs": 0.5,
+                       "train.weight_decay": 5e-4, "train.label_smoothing": 0.1,
+                       "augment.horizontal_flip": True, "augment.crop_padding": 2},
 }
 
 AUGMENTATION_LAYERS = ("RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
@@ -56,3 +64,9 @@ def test_family_is_blessed_through_the_pipeline(e2e, family):
     first = model.signatures["serving_default"](images=tf.constant([image]))["probabilities"]
     second = model.signatures["serving_default"](images=tf.constant([image]))["probabilities"]
     np.testing.assert_array_equal(first.numpy(), second.numpy())
+    if cfg.model.flip_tta:
+        buffer = io.BytesIO()
+        ImageOps.mirror(Image.open(io.BytesIO(image))).save(buffer, format="PNG")
+        mirrored = model.signatures["serving_default"](
+            images=tf.constant([buffer.getvalue()]))["probabilities"]
+        np.testing.assert_allclose(mirrored.numpy(), first.numpy(), rtol=1e-5, atol=1e-6)

@@ -35,6 +35,17 @@ def eval_dataset(file_pattern, data_accessor, tf_transform_output, cfg) -> tf.da
     return dataset.batch(cfg.train.batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def count_examples(file_pattern, data_accessor, tf_transform_output) -> int:
+    """Number of examples behind ``file_pattern`` (one read; sizes the learning-rate schedule)."""
+    dataset = data_accessor.tf_dataset_factory(
+        file_pattern,
+        tfxio.TensorFlowDatasetOptions(batch_size=_READ_BATCH, label_key=features.LABEL_XF,
+                                       num_epochs=1, shuffle=False),
+        tf_transform_output.transformed_metadata.schema)
+    return int(dataset.reduce(tf.constant(0, tf.int64),
+                              lambda count, batch: count + tf.shape(batch[1], out_type=tf.int64)[0]))
+
+
 def image_shape(tf_transform_output):
     """(H, W, C) of the transformed image feature."""
     spec = tf_transform_output.transformed_feature_spec()[features.IMAGE_XF]

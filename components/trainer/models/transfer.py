@@ -9,6 +9,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from components.trainer.backbones import build_backbone
+from components.trainer.models import tta
 
 BACKBONE_LAYER = "backbone"
 
@@ -37,8 +38,8 @@ def build(input_shape, num_classes: int, *, weights="imagenet", options=None, ca
 
 
 def backbone_of(model) -> tf.keras.Model:
-    """The nested backbone model."""
-    return model.get_layer(BACKBONE_LAYER)
+    """The nested backbone model (inside a flip-TTA wrapper too)."""
+    return tta.unwrap(model).get_layer(BACKBONE_LAYER)
 
 
 def unfreeze_top(model, layers: int = 0, fraction: float = 0.0) -> int:
