@@ -169,10 +169,11 @@ def models(home, config_file, as_json):
 def _register_stage_commands() -> None:
     """Commands whose code lives with their stage."""
     from components.report.cli import report
+    from pipeline.compare.cli import compare
     from pipeline.cli_kubeflow import compile_command, submit_command
     from serving.cli import predict, serve
 
-    for command in (report, serve, predict, compile_command, submit_command):
+    for command in (report, serve, predict, compile_command, submit_command, compare):
         main.add_command(command)
 
 

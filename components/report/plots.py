@@ -161,3 +161,33 @@ def filter_bank(view: dict, image: np.ndarray, columns: int = 6) -> str:
         _signed_map(axes[2 * block][col], view["kernels"][name], f"kernel {name}")
         _signed_map(axes[2 * block + 1][col], view["responses"][name], "response")
     return figure_uri(fig)
+
+
+def variant_accuracy(rows: List[dict]) -> str:
+    """``lensflow compare``: mean accuracy per variant with ± std error bars, and beside each
+    bar the per-class recall range (lowest to highest class recall, each averaged over seeds)."""
+    x = np.arange(len(rows))
+    means = [r["accuracy_mean"] if r["accuracy_mean"] is not None else np.nan for r in rows]
+    errors = [r["accuracy_std"] or 0.0 for r in rows]
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.3 * len(rows) + 2), 4))
+    bars = ax.bar(x, means, width=0.5, yerr=errors, capsize=6, color="tab:blue",
+                  label="accuracy (mean ± std over seeds)")
+    for bar, row in zip(bars, rows):
+        if row["accuracy_mean"] is None:
+            continue
+        ax.annotate(f"{row['accuracy_mean']:.3f}\nn={row['n']}", (bar.get_x() + bar.get_width() / 2,
+                    0.02), ha="center", va="bottom", color="white", fontsize=8)
+    low = [r["recall_min_mean"] for r in rows]
+    high = [r["recall_max_mean"] for r in rows]
+    known = [i for i, (a, b) in enumerate(zip(low, high)) if a is not None and b is not None]
+    if known:
+        ax.vlines(x[known] + 0.34, [low[i] for i in known], [high[i] for i in known],
+                  color="tab:orange", linewidth=3, label="per-class recall, min to max")
+        ax.plot(x[known] + 0.34, [low[i] for i in known], "v", color="tab:orange")
+        ax.plot(x[known] + 0.34, [high[i] for i in known], "^", color="tab:orange")
+    ax.set_xticks(x, labels=[r["variant"] for r in rows], rotation=20, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("accuracy / recall")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False, fontsize=9)
+    return figure_uri(fig)
