@@ -2,7 +2,8 @@
 
 A 3x3 stem at full resolution, then stages that each start with a 2x2 max-pool and a widening
 3x3 conv, followed by basic residual blocks (two 3x3 convs + BN), so the widest layers run on the
-smallest maps (at 28x28: 28 -> 14 -> 7), where a CPU computes them most efficiently. Global average pooling, dropout, softmax.
+smallest maps (at 28x28: 28 -> 14 -> 7), where a CPU computes them most efficiently. Global
+average pooling, dropout, softmax.
 ``flip_tta`` averages the probabilities of the image and its horizontal mirror inside the model,
 so evaluation and serving see the same predictions.
 """
@@ -16,11 +17,17 @@ DEFAULT_WIDTHS = (32, 64, 128)
 DEFAULT_DEPTHS = (0, 0, 1)
 
 
+BN_MOMENTUM = 0.9
+
+
 def _conv_bn(x, width: int, name: str, relu: bool = True):
-    """3x3 conv (no bias: BN follows), BatchNormalization, optional ReLU."""
+    """3x3 conv (no bias: BN follows), BatchNormalization, optional ReLU.
+
+    BN's moving statistics use momentum 0.9 (Keras' default 0.99 needs hundreds of steps to
+    forget their initial values, so short or small-data runs evaluated with wrong statistics)."""
     x = tf.keras.layers.Conv2D(width, 3, padding="same", use_bias=False,
                                kernel_initializer="he_normal", name=f"{name}_conv")(x)
-    x = tf.keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = tf.keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return tf.keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
 
