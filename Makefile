@@ -7,7 +7,7 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-.PHONY: run test venv clean
+.PHONY: run test bench venv clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,10 @@ run: venv
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Speed figures of docs/PERFORMANCE.md (minutes to hours; not part of the tests).
+bench: venv
+	$(PY) benchmarks/run.py $(ARGS)
 
 clean:
 	rm -rf $(VENV)
