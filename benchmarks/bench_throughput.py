@@ -85,7 +85,7 @@ def trainer_input(pipeline_root: str, cfg: LensflowConfig, steps: int) -> Dict:
     classes = len(output.vocabulary_by_name(features.LABEL_VOCAB_NAME))
     pipeline_ds = trainer_data.train_dataset(pattern, _data_accessor(), output, cfg).repeat()
     images, labels = [], []
-    for x, y in trainer_data._examples(pattern, _data_accessor(), output).batch(4096):
+    for x, y in trainer_data.labelled_images(pattern, _data_accessor(), output).batch(4096):
         images.append(x.numpy())
         labels.append(y.numpy())
     x_all, y_all = np.concatenate(images), np.concatenate(labels)

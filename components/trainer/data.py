@@ -9,7 +9,7 @@ from components.transform import augment, features
 _READ_BATCH = 256
 
 
-def _examples(file_pattern, data_accessor, tf_transform_output) -> tf.data.Dataset:
+def labelled_images(file_pattern, data_accessor, tf_transform_output) -> tf.data.Dataset:
     """Unbatched (image, label) pairs, read once."""
     dataset = data_accessor.tf_dataset_factory(
         file_pattern,
@@ -21,7 +21,7 @@ def _examples(file_pattern, data_accessor, tf_transform_output) -> tf.data.Datas
 
 def train_dataset(file_pattern, data_accessor, tf_transform_output, cfg) -> tf.data.Dataset:
     """Cached, reshuffled each epoch, batched, then augmented on the fly (training only)."""
-    dataset = _examples(file_pattern, data_accessor, tf_transform_output).cache()
+    dataset = labelled_images(file_pattern, data_accessor, tf_transform_output).cache()
     dataset = dataset.shuffle(4096, seed=cfg.train.seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(cfg.train.batch_size)
     shape = image_shape(tf_transform_output)
@@ -31,7 +31,7 @@ def train_dataset(file_pattern, data_accessor, tf_transform_output, cfg) -> tf.d
 
 def eval_dataset(file_pattern, data_accessor, tf_transform_output, cfg) -> tf.data.Dataset:
     """Deterministic batches: no shuffling, no augmentation."""
-    dataset = _examples(file_pattern, data_accessor, tf_transform_output).cache()
+    dataset = labelled_images(file_pattern, data_accessor, tf_transform_output).cache()
     return dataset.batch(cfg.train.batch_size).prefetch(tf.data.AUTOTUNE)
 
 
