@@ -43,7 +43,8 @@ def _args(argv=None):
     parser.add_argument("--serving-repeats", type=int, default=300)
     parser.add_argument("--work", default="/tmp/lensflow-bench", help="scratch: data, home, logs")
     parser.add_argument("--out", default=os.path.join("benchmarks", "results"))
-    parser.add_argument("--only", default=",".join(ALL), help=f"subset of {','.join(ALL)}")
+    parser.add_argument("--only", default=",".join(ALL),
+                        help=f"which tables to report, of {','.join(ALL)} (all need the runs)")
     parser.add_argument("--keep", action="store_true", help="reuse --work (no fresh home)")
     return parser.parse_args(argv)
 
@@ -77,13 +78,10 @@ def main(argv=None) -> dict:
                "epochs": cfg.train.epochs, "batch_size": cfg.train.batch_size,
                "model": cfg.model.family, "machine": {"cpus": os.cpu_count(),
                                                       "python": platform.python_version()}}
-    summary = None
-    if "pipeline" in wanted or "ingestion" in wanted or "trainer_input" in wanted \
-            or "serving" in wanted:
-        runs = bench_pipeline.overhead_and_cache(config_path, data, args.work)
-        summary = runs.pop("first_summary")
-        if "pipeline" in wanted:
-            results.update(runs)
+    runs = bench_pipeline.overhead_and_cache(config_path, data, args.work)
+    summary = runs.pop("first_summary")
+    if "pipeline" in wanted:
+        results.update(runs)
     if "ingestion" in wanted:
         files = bench_throughput.image_files(data)
         channels = 1 if cfg.image.color_mode == "grayscale" else 3
