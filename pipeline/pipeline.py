@@ -16,7 +16,7 @@ from typing import List, Optional
 from tfx import v1 as tfx
 
 from components.data_validation.gate import DataGate
-from components.evaluator.baseline import ServingBaseline, newest_version
+from components.evaluator.baseline import ServingBaseline, baseline_version
 from components.evaluator.eval_config import build_eval_config
 from components.evaluator.component import LensflowEvaluator
 from components.image_example_gen.component import ImageExampleGen
@@ -67,6 +67,21 @@ def dataset_fingerprint(cfg: LensflowConfig) -> str:
     return digest.hexdigest()
 
 
+def training_fingerprint(cfg: LensflowConfig, data_fingerprint: str) -> str:
+    """Everything the candidate model is trained from: data, ingestion, Transform and Trainer
+    settings, and the lensflow version. Pushed versions carry it, so a re-run with the same
+    fingerprint does not take its own earlier push as the baseline."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("lensflow")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    parts = [data_fingerprint, cfg.to_json(["data"]), transform_config(cfg),
+             cfg.to_json(TRAINER_KEYS), version]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
 def evaluation_split(cfg: LensflowConfig) -> str:
     """The split TFMA evaluates: ``test`` when the data has one, else ``eval``."""
     root = cfg.data.path
@@ -94,10 +109,12 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
     """Build the TFX pipeline for ``cfg``; runners supply metadata, roots and, for a container
     image, where the curated schema lives in it."""
     custom = {CUSTOM_CONFIG_KEY: cfg.to_json(TRAINER_KEYS)}
+    data_fingerprint = dataset_fingerprint(cfg)
+    fingerprint = training_fingerprint(cfg, data_fingerprint)
     example_gen = ImageExampleGen(
         input_base=data_root or input_base(cfg),
         custom_config={CUSTOM_CONFIG_KEY: cfg.to_json(["data"]),
-                       "dataset_fingerprint": dataset_fingerprint(cfg)})
+                       "dataset_fingerprint": data_fingerprint})
     schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file or str(CURATED_SCHEMA))
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"])
@@ -138,8 +155,9 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
         custom_config=custom)
     serving = serving_dir or cfg.serving_dir
     baseline = ServingBaseline(
-        serving_dir=serving, model_name=cfg.push.model_name,
-        serving_state=newest_version(os.path.join(serving, cfg.push.model_name)) or "none")
+        serving_dir=serving, model_name=cfg.push.model_name, training_fingerprint=fingerprint,
+        serving_state=baseline_version(os.path.join(serving, cfg.push.model_name),
+                                       fingerprint) or "none")
     evaluator = LensflowEvaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
@@ -153,7 +171,7 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
             filesystem=tfx.proto.PushDestination.Filesystem(
                 base_directory=os.path.join(serving, cfg.push.model_name))),
         custom_config={"keep_versions": cfg.push.keep_versions, "model_name": cfg.push.model_name,
-                       "serving_dir": serving})
+                       "serving_dir": serving, "training_fingerprint": fingerprint})
     components += [trainer, baseline, evaluator, pusher]
 
     return tfx.dsl.Pipeline(

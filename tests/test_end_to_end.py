@@ -82,8 +82,8 @@ def test_cli_rerun_is_cached_and_writes_the_summary_json(e2e, tmp_path):
     summary = json.loads(out.read_text())
     for key in ("ingested", "rejected", "ignored", "splits", "metrics", "blessed", "pushed_model_dir"):
         assert key in summary
-    assert summary["executions"]["Trainer"] == "CACHED"
-    assert summary["executions"]["ImageExampleGen"] == "CACHED"
+    assert summary["executions"] and set(summary["executions"].values()) == {"CACHED"}, \
+        summary["executions"]
     assert "accuracy" in result.output and "images: found 1500" in result.output
 
 

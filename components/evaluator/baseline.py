@@ -2,9 +2,12 @@
 
 Open-source Kubeflow Pipelines cannot run TFX ``Resolver`` nodes, so instead of resolving the
 latest blessed model from ML Metadata this component reads the push destination itself: the
-newest version folder under ``<serving_dir>/<model_name>/`` is copied into the output Model
-artifact. With nothing serving, the artifact is marked ``found=0`` and the evaluator applies
-only absolute thresholds. It works the same under LocalDagRunner and on Kubeflow.
+newest version folder under ``<serving_dir>/<model_name>/`` that was not trained from this
+run's inputs (its push record's training fingerprint differs) is copied into the output Model
+artifact. A candidate is thus never its own baseline, and an unchanged re-run resolves the same
+baseline as the run that pushed it, so it stays cached end to end. With no such version the
+artifact is marked ``found=0`` and the evaluator applies only absolute thresholds. It works the
+same under LocalDagRunner and on Kubeflow.
 """
 
 import os
@@ -13,27 +16,29 @@ from typing import Optional
 from tfx import v1 as tfx
 from tfx.utils import io_utils, path_utils
 
-from components.pusher.versions import versions
+from components.pusher.versions import incumbent
 
 FOUND_PROPERTY = "found"
 VERSION_PROPERTY = "serving_version"
 
 
-def newest_version(model_base: str) -> Optional[str]:
-    """The newest complete version folder under ``model_base``, or None."""
-    found = versions(model_base)
-    return str(found[-1]) if found else None
+def baseline_version(model_base: str, training_fingerprint: str) -> Optional[str]:
+    """The served version a candidate trained from ``training_fingerprint`` is judged against."""
+    found = incumbent(model_base, training_fingerprint)
+    return None if found is None else str(found)
 
 
 @tfx.dsl.components.component
 def ServingBaseline(serving_dir: tfx.dsl.components.Parameter[str],
                     model_name: tfx.dsl.components.Parameter[str],
+                    training_fingerprint: tfx.dsl.components.Parameter[str],
                     serving_state: tfx.dsl.components.Parameter[str],
                     baseline_model: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Model]):
-    """Copy the newest served version into ``baseline_model``; ``serving_state`` (the version
-    seen when the pipeline was built) keeps a cached result from outliving a new push."""
+    """Copy the incumbent for ``training_fingerprint`` into ``baseline_model``;
+    ``serving_state`` (the incumbent seen when the pipeline was built) keeps a cached result
+    from outliving a new push."""
     del serving_state
-    version = newest_version(os.path.join(serving_dir, model_name))
+    version = baseline_version(os.path.join(serving_dir, model_name), training_fingerprint)
     baseline_model.set_int_custom_property(FOUND_PROPERTY, int(version is not None))
     if version is None:
         return

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 from tfx.components import Pusher
 from tfx.components.pusher import executor as tfx_executor
@@ -18,8 +19,9 @@ ALREADY_SERVING = "already_serving"
 
 
 class Executor(tfx_executor.Executor):
-    """Push blessed models as ``<base>/<version>/``, whole or not at all; a model identical to
-    the newest served version (a re-run judged against itself) is not pushed twice."""
+    """Push blessed models as ``<base>/<version>/``, whole or not at all, with a push record
+    (training fingerprint, source model); a model identical to the newest served version is
+    not pushed twice."""
 
     def Do(self, input_dict, output_dict, exec_properties):
         self._log_startup(input_dict, output_dict, exec_properties)
@@ -41,7 +43,9 @@ class Executor(tfx_executor.Executor):
             self._MarkPushed(model_push, pushed_destination=os.path.join(base, str(serving)),
                              pushed_version=str(serving))
             return
-        version, final = versions.publish_next(model_path, base)
+        record = {"training_fingerprint": custom.get("training_fingerprint", ""),
+                  "model_uri": os.path.dirname(model_path.rstrip("/")), "pushed_at": time.time()}
+        version, final = versions.publish_next(model_path, base, record=record)
         versions.prune(base, keep)
         models_config.update(custom.get("serving_dir", os.path.dirname(base)),
                              custom.get("model_name", os.path.basename(base)), base, keep)

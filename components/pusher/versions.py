@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -18,6 +19,7 @@ from typing import List, Optional, Tuple
 from tfx.utils import io_utils
 
 STAGING_PREFIX = ".staging-"
+PUSH_RECORD = os.path.join("assets.extra", "lensflow_push.json")
 STALE_STAGING_SECONDS = 3600.0
 MAX_CLAIM_ATTEMPTS = 1000
 
@@ -44,12 +46,17 @@ def next_version(model_base: str, now: Optional[float] = None) -> int:
     return max(candidate, taken[-1] + 1) if taken else candidate
 
 
-def _stage(model_dir: str, model_base: str) -> str:
-    """Copy ``model_dir`` into a fresh staging folder under ``model_base``; return its path."""
+def _stage(model_dir: str, model_base: str, record: Optional[dict] = None) -> str:
+    """Copy ``model_dir`` (and ``record`` as the push record) into a fresh staging folder under
+    ``model_base``; return its path."""
     os.makedirs(model_base, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=model_base)
     try:
         io_utils.copy_dir(model_dir, staging)
+        if record is not None:
+            os.makedirs(os.path.dirname(os.path.join(staging, PUSH_RECORD)), exist_ok=True)
+            with open(os.path.join(staging, PUSH_RECORD), "w") as fh:
+                json.dump(record, fh, sort_keys=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -81,9 +88,11 @@ def publish(model_dir: str, model_base: str, version: int) -> str:
     return final
 
 
-def publish_next(model_dir: str, model_base: str, now: Optional[float] = None) -> Tuple[int, str]:
-    """Publish ``model_dir`` as the next free version (claimed atomically); return it and its path."""
-    staging = _stage(model_dir, model_base)
+def publish_next(model_dir: str, model_base: str, now: Optional[float] = None,
+                 record: Optional[dict] = None) -> Tuple[int, str]:
+    """Publish ``model_dir`` (with ``record`` as its push record) as the next free version,
+    claimed atomically; return it and its path."""
+    staging = _stage(model_dir, model_base, record)
     try:
         for _ in range(MAX_CLAIM_ATTEMPTS):
             version = next_version(model_base, now)
@@ -122,12 +131,14 @@ def _mtime(path: str) -> float:
 
 
 def _content_digest(folder: str) -> str:
-    """sha256 over every file's relative path and bytes."""
+    """sha256 over every file's relative path and bytes (the push record aside)."""
     digest = hashlib.sha256()
     for root, dirs, files in os.walk(folder):
         dirs.sort()
         for name in sorted(files):
             path = os.path.join(root, name)
+            if os.path.relpath(path, folder) == PUSH_RECORD:
+                continue
             digest.update(os.path.relpath(path, folder).encode())
             with open(path, "rb") as fh:
                 for block in iter(lambda: fh.read(1 << 20), b""):
@@ -142,3 +153,22 @@ def serving_copy_of(model_dir: str, model_base: str) -> Optional[int]:
         return None
     newest = os.path.join(model_base, str(found[-1]))
     return found[-1] if _content_digest(newest) == _content_digest(model_dir) else None
+
+
+def push_record(model_base: str, version: int) -> dict:
+    """The push record of ``version`` ({} for a version pushed without one)."""
+    try:
+        with open(os.path.join(model_base, str(version), PUSH_RECORD)) as fh:
+            return json.load(fh)
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def incumbent(model_base: str, training_fingerprint: str) -> Optional[int]:
+    """The newest version not trained from ``training_fingerprint``: the model a candidate
+    trained from those inputs must beat. A candidate is never its own baseline, so an unchanged
+    re-run sees the same incumbent as the run that pushed it (and stays cached)."""
+    for version in reversed(versions(model_base)):
+        if push_record(model_base, version).get("training_fingerprint") != training_fingerprint:
+            return version
+    return None

@@ -205,3 +205,27 @@ def test_a_model_identical_to_the_newest_version_is_recognised_as_serving(tmp_pa
     assert v.serving_copy_of(str(model), str(base)) == version
     (model / "variables" / "variables.index").write_bytes(b"changed")
     assert v.serving_copy_of(str(model), str(base)) is None
+
+
+def test_the_push_record_travels_with_the_version_but_not_into_its_identity(tmp_path):
+    src = _model(tmp_path / "src")
+    base = str(tmp_path / "lensflow")
+    version, final = versions.publish_next(src, base, now=100, record={"training_fingerprint": "a"})
+    assert versions.push_record(base, version) == {"training_fingerprint": "a"}
+    assert os.path.isfile(os.path.join(final, versions.PUSH_RECORD))
+    assert versions.serving_copy_of(src, base) == version
+
+
+def test_the_incumbent_is_the_newest_version_trained_from_other_inputs(tmp_path):
+    src = _model(tmp_path / "src")
+    base = str(tmp_path / "lensflow")
+    assert versions.incumbent(base, "a") is None
+    legacy = 10
+    versions.publish(src, base, legacy)
+    first, _ = versions.publish_next(src, base, now=100, record={"training_fingerprint": "a"})
+    assert versions.incumbent(base, "a") == legacy
+    assert versions.incumbent(base, "b") == first
+    second, _ = versions.publish_next(src, base, now=200, record={"training_fingerprint": "b"})
+    assert versions.incumbent(base, "a") == second
+    assert versions.incumbent(base, "b") == first
+    assert versions.incumbent(base, "c") == second
