@@ -13,6 +13,7 @@ import warnings  # noqa: E402
 import click  # noqa: E402
 
 from pipeline.cli_options import config_option, home_option, make_config  # noqa: E402
+from pipeline.config import choices  # noqa: E402
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 
@@ -30,17 +31,16 @@ def main():
 @click.option("--batch-size", type=int)
 @click.option("--learning-rate", type=float)
 @click.option("--image-size", type=int)
-@click.option("--color-mode", type=click.Choice(["grayscale", "rgb"]))
-@click.option("--model", "family", type=click.Choice(["baseline_cnn", "transfer", "filter_bank",
-                                                     "compact_resnet"]))
+@click.option("--color-mode", type=click.Choice(choices("image.color_mode")))
+@click.option("--model", "family", type=click.Choice(choices("model.family")))
 @click.option("--backbone")
 @click.option("--weights", help="'imagenet', 'none' or a path.")
 @click.option("--fine-tune-epochs", type=int)
 @click.option("--fine-tune-layers", type=int)
-@click.option("--augment", type=click.Choice(["none", "light", "standard"]))
+@click.option("--augment", type=click.Choice(choices("augment.preset")))
 @click.option("--no-orientation-changes", is_flag=True, default=None,
               help="Forbid flips and rotations (orientation matters in this data).")
-@click.option("--filter-mode", type=click.Choice(["fixed", "init"]))
+@click.option("--filter-mode", type=click.Choice(choices("model.filter_mode")))
 @click.option("--min-accuracy", type=float)
 @click.option("--tune/--no-tune", default=None, help="Run the KerasTuner stage first.")
 @click.option("--no-cache", is_flag=True, default=False)

@@ -286,6 +286,11 @@ def set_dotted(raw: Dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def choices(key: str) -> Tuple[str, ...]:
+    """Allowed values of a dotted config key with a closed set (``"model.family"``)."""
+    return _CHOICES[tuple(key.split("."))]
+
+
 _CHOICES = {
     ("image", "color_mode"): ("grayscale", "rgb"),
     ("image", "resize_policy"): ("stretch", "pad", "crop"),
