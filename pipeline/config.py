@@ -104,6 +104,7 @@ class TrainConfig:
     lr_schedule: str = "constant"
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
+    shuffle_buffer_mb: int = 512
 
 
 @dataclass
@@ -357,6 +358,8 @@ def _validate_train(train: TrainConfig) -> None:
         raise ConfigError(f"train.momentum={train.momentum}; must be within [0, 1)")
     if not 0.0 <= train.label_smoothing < 1.0:
         raise ConfigError(f"train.label_smoothing={train.label_smoothing}; must be within [0, 1)")
+    if train.shuffle_buffer_mb < 1:
+        raise ConfigError(f"train.shuffle_buffer_mb={train.shuffle_buffer_mb}; must be at least 1")
     if not 0.0 <= train.warmup_epochs <= train.epochs:
         raise ConfigError(f"train.warmup_epochs={train.warmup_epochs}; must be within "
                           f"[0, train.epochs={train.epochs}]")

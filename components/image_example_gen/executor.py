@@ -117,6 +117,13 @@ def output_splits(scan: ScanResult, cfg: LensflowConfig) -> List[str]:
     return sorted(names)
 
 
+def mixed_order(candidates: Iterable[Candidate]) -> List[Candidate]:
+    """Candidates in a fixed pseudo-random order (by a hash of the relative path). Scans list
+    files class folder by class folder; written in that order, every reader whose shuffle buffer
+    is smaller than a class would train on single-class batches."""
+    return sorted(candidates, key=lambda c: hashlib.sha256(c.rel_path.encode("utf-8")).digest())
+
+
 def scan(cfg: LensflowConfig, input_base: str) -> ScanResult:
     """List the dataset from a manifest or a directory."""
     if cfg.data.manifest:
@@ -135,7 +142,7 @@ class Executor(BaseExampleGenExecutor):
         result, splits, work = self._scan, self._splits, self._work_dir
         decoded = (
             pipeline
-            | "Candidates" >> beam.Create(result.candidates, reshuffle=True)
+            | "Candidates" >> beam.Create(mixed_order(result.candidates), reshuffle=True)
             | "Decode" >> beam.ParDo(_Decode(cfg.data.max_image_pixels, cfg.data.max_file_bytes,
                                              cfg.data.split_buckets, result.splits)
                                      ).with_outputs(REJECTED_TAG, main="ok"))

@@ -1,6 +1,7 @@
 """Trainer input pipelines over Transform's materialised examples."""
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 from tfx_bsl.public import tfxio
 
@@ -19,12 +20,20 @@ def labelled_images(file_pattern, data_accessor, tf_transform_output) -> tf.data
     return dataset.map(lambda feats, label: (feats[features.IMAGE_XF], label)).unbatch()
 
 
+def shuffle_buffer(shape, megabytes: int) -> int:
+    """Examples of ``shape`` (float32) that fit ``megabytes``: the whole split for small images,
+    so every batch is drawn from every class whatever order the examples were written in."""
+    per_example = 4 * max(1, int(np.prod(shape)))
+    return max(1024, megabytes * 2 ** 20 // per_example)
+
+
 def train_dataset(file_pattern, data_accessor, tf_transform_output, cfg) -> tf.data.Dataset:
     """Cached, reshuffled each epoch, batched, then augmented on the fly (training only)."""
-    dataset = labelled_images(file_pattern, data_accessor, tf_transform_output).cache()
-    dataset = dataset.shuffle(4096, seed=cfg.train.seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(cfg.train.batch_size)
     shape = image_shape(tf_transform_output)
+    dataset = labelled_images(file_pattern, data_accessor, tf_transform_output).cache()
+    dataset = dataset.shuffle(shuffle_buffer(shape, cfg.train.shuffle_buffer_mb),
+                              seed=cfg.train.seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(cfg.train.batch_size)
     dataset = augment.augment_dataset(dataset, cfg.augment, shape)
     return dataset.prefetch(tf.data.AUTOTUNE)
 

@@ -105,3 +105,26 @@ def test_split_assignment_is_deterministic_by_content_hash():
     assert 0.75 < share < 0.85
     assert assign_split("test", hashes[0], buckets, ["train", "test"]) == "test"
     assert {assign_split("train", h, buckets, ["train", "test"]) for h in hashes} == {"train", "eval"}
+
+
+def test_examples_are_written_with_classes_interleaved_not_folder_by_folder(tmp_path):
+    """Scans list files class by class; a class-sorted TFRecord would give any reader with a
+    shuffle buffer smaller than a class single-class batches."""
+    import numpy as np
+    from PIL import Image
+
+    classes, per_class = ("a", "b", "c", "d"), 40
+    rng = np.random.default_rng(0)
+    for cls in classes:
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(
+                tmp_path / "data" / cls / f"{i:03d}.png")
+    examples = run_executor(tmp_path / "data", tmp_path / "out")
+    labels = [ex.features.feature[features.LABEL_KEY].bytes_list.value[0].decode()
+              for split in artifact_utils.decode_split_names(examples.split_names)
+              for ex in read_examples(examples, split)]
+    assert sorted(labels) == sorted(c for c in classes for _ in range(per_class))
+    runs = 1 + sum(a != b for a, b in zip(labels, labels[1:]))
+    assert len(labels) / runs < 3, f"mean same-class run {len(labels) / runs:.1f}"
+    assert len(set(labels[:16])) == len(classes)
