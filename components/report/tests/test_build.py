@@ -149,4 +149,9 @@ def test_interpretation_maps_cover_the_model_input(report_data):
         height, width = sample["image"].shape[:2]
         for key in ("saliency", "grad_cam"):
             assert sample[key].shape == (height, width)
-            assert sample[key].min() >= 0 and sample[key].max() == pytest.approx(1.0)
+            assert sample[key].min() >= 0
+            # normalised to a peak of 1, or all zero where the gradient vanished (a saturated
+            # softmax: p = 1.0 in float32 has no gradient)
+            assert sample[key].max() in (pytest.approx(1.0), 0.0)
+    for key in ("saliency", "grad_cam"):
+        assert any(s[key].max() == pytest.approx(1.0) for s in interp["samples"]), key
