@@ -137,9 +137,10 @@ def _content_digest(folder: str) -> str:
         dirs.sort()
         for name in sorted(files):
             path = os.path.join(root, name)
-            if os.path.relpath(path, folder) == PUSH_RECORD:
+            relative = os.path.relpath(path, folder)
+            if relative == PUSH_RECORD:
                 continue
-            digest.update(os.path.relpath(path, folder).encode())
+            digest.update(relative.encode())
             with open(path, "rb") as fh:
                 for block in iter(lambda: fh.read(1 << 20), b""):
                     digest.update(block)
