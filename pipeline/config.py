@@ -105,6 +105,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
     shuffle_buffer_mb: int = 512
+    precision: str = "float32"
 
 
 @dataclass
@@ -300,6 +301,7 @@ _CHOICES = {
     ("model", "filter_mode"): ("fixed", "init"),
     ("train", "optimizer"): ("adam", "adamw", "sgd"),
     ("train", "lr_schedule"): ("constant", "cosine"),
+    ("train", "precision"): ("float32", "mixed_bfloat16", "auto"),
     ("beam", "runner"): ("DirectRunner", "PortableRunner", "DataflowRunner",
                          "FlinkRunner", "SparkRunner"),
     ("beam", "direct_running_mode"): ("in_memory", "multi_threading", "multi_processing"),

@@ -4,12 +4,14 @@ Every family is ``build(input_shape, num_classes, *, weights=None, options) -> t
 taking transformed images (float, [H, W, C]) and returning class probabilities. ``weights`` follows
 ``keras.applications``: ``None`` (random init), a path to saved Keras weights, or ``'imagenet'``
 where the family has a pre-trained part (``transfer``). ``model.flip_tta`` wraps any family in
-horizontal-flip test-time augmentation (``tta.py``).
+horizontal-flip test-time augmentation (``tta.py``). ``train.precision`` sets the numeric policy
+the layers are built with (``components/trainer/precision.py``).
 """
 from __future__ import annotations
 
 from typing import Callable, Dict
 
+from components.trainer import precision
 from components.trainer.models import baseline_cnn, compact_resnet, filter_bank, transfer, tta
 from pipeline.config import ConfigError, LensflowConfig
 
@@ -33,9 +35,10 @@ def build_model(cfg: LensflowConfig, input_shape, num_classes: int):
     family = cfg.model.family
     if family not in FAMILIES:
         raise ConfigError(f"model.family={family!r}; choose one of {', '.join(FAMILIES)}")
-    model = FAMILIES[family](input_shape, num_classes, weights=_weights(cfg), options=cfg.model,
-                             cache_dir=cfg.weights_cache_dir)
-    return tta.with_flip_tta(model) if cfg.model.flip_tta else model
+    with precision.policy(cfg.train.precision):
+        model = FAMILIES[family](input_shape, num_classes, weights=_weights(cfg),
+                                 options=cfg.model, cache_dir=cfg.weights_cache_dir)
+        return tta.with_flip_tta(model) if cfg.model.flip_tta else model
 
 
 def _weights(cfg: LensflowConfig):

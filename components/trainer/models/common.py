@@ -19,8 +19,14 @@ def conv_trunk(x, filters=(32, 64), dense: int = 128):
 def classifier_head(inputs, features, num_classes: int, dropout: float, name: str):
     """Dropout + softmax Dense on ``features``; the model outputs probabilities."""
     x = tf.keras.layers.Dropout(dropout, name="head_dropout")(features) if dropout else features
-    outputs = tf.keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
-    return tf.keras.Model(inputs, outputs, name=name)
+    return tf.keras.Model(inputs, probabilities(x, num_classes), name=name)
+
+
+def probabilities(x, num_classes: int):
+    """The softmax output layer, always float32 (under mixed precision too: a bfloat16 softmax
+    loses the small probabilities the loss and TFMA's calibration need)."""
+    return tf.keras.layers.Dense(num_classes, activation="softmax", dtype="float32",
+                                 name="probabilities")(x)
 
 
 def load_weights(model, weights) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from components.trainer.backbones import build_backbone
-from components.trainer.models import tta
+from components.trainer.models import common, tta
 
 BACKBONE_LAYER = "backbone"
 
@@ -33,8 +33,7 @@ def build(input_shape, num_classes: int, *, weights="imagenet", options=None, ca
     x = backbone(x, training=False)
     if dropout:
         x = tf.keras.layers.Dropout(dropout, name="head_dropout")(x)
-    outputs = tf.keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
-    return tf.keras.Model(inputs, outputs, name=f"transfer_{name}")
+    return tf.keras.Model(inputs, common.probabilities(x, num_classes), name=f"transfer_{name}")
 
 
 def backbone_of(model) -> tf.keras.Model:

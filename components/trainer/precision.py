@@ -1,0 +1,56 @@
+"""Numeric precision of training: float32, or bfloat16 compute with float32 weights.
+
+``train.precision``: ``float32``; ``mixed_bfloat16`` (Keras mixed precision: layers compute in
+bfloat16, variables, loss and the model's output stay float32); ``auto`` picks mixed_bfloat16
+only where the CPU executes bfloat16 natively (AMX or AVX512-BF16 flags: about twice the training
+throughput of float32 on such a Xeon) and float32 elsewhere, where emulated bfloat16 is slower.
+The policy is applied only while the model is built, so it never leaks into other components
+running in the same process.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import tensorflow as tf  # noqa: E402
+
+NATIVE_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+CPUINFO = "/proc/cpuinfo"
+
+
+def cpu_flags(cpuinfo_text: str) -> frozenset:
+    """The feature flags of the first CPU in a ``/proc/cpuinfo`` text."""
+    for line in cpuinfo_text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def native_bfloat16(cpuinfo_path: str = CPUINFO) -> bool:
+    """True when this CPU executes bfloat16 matrix maths natively."""
+    try:
+        with open(cpuinfo_path, encoding="utf-8") as fh:
+            return bool(cpu_flags(fh.read()) & NATIVE_BF16_FLAGS)
+    except OSError:
+        return False
+
+
+def resolve(precision: str, cpuinfo_path: str = CPUINFO) -> str:
+    """The Keras dtype policy name for a ``train.precision`` value."""
+    if precision == "auto":
+        return "mixed_bfloat16" if native_bfloat16(cpuinfo_path) else "float32"
+    return precision
+
+
+@contextlib.contextmanager
+def policy(precision: str):
+    """Build layers under ``precision``'s policy; restore the previous global policy after."""
+    previous = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy(resolve(precision))
+    try:
+        yield
+    finally:
+        tf.keras.mixed_precision.set_global_policy(previous)

@@ -1,0 +1,67 @@
+"""train.precision: bfloat16 compute with float32 outputs, chosen per CPU, never leaking."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components.trainer import precision
+from components.trainer.models import build_model, tta
+from pipeline.config import ConfigError, LensflowConfig, validate
+
+XEON_AMX = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+EPYC_AVX2 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n"
+
+
+def small_cfg(**dotted):
+    return LensflowConfig().replace(**{"model.family": "compact_resnet", "model.widths": [4, 8],
+                                       "model.depths": [0, 1], "model.dropout": 0.0, **dotted})
+
+
+@pytest.mark.parametrize("text, native", [(XEON_AMX, True), (EPYC_AVX2, False), ("", False)])
+def test_auto_picks_bfloat16_only_where_the_cpu_has_it(tmp_path, text, native):
+    path = tmp_path / "cpuinfo"
+    path.write_text(text)
+    assert precision.native_bfloat16(str(path)) is native
+    assert precision.resolve("auto", str(path)) == ("mixed_bfloat16" if native else "float32")
+    assert precision.resolve("float32", str(path)) == "float32"
+    assert precision.resolve("mixed_bfloat16", str(path)) == "mixed_bfloat16"
+
+
+def test_missing_cpuinfo_means_float32(tmp_path):
+    assert precision.resolve("auto", str(tmp_path / "absent")) == "float32"
+
+
+@pytest.mark.parametrize("flip_tta", [False, True])
+def test_bfloat16_model_computes_in_bfloat16_outputs_float32_and_trains(flip_tta):
+    model = build_model(small_cfg(**{"train.precision": "mixed_bfloat16",
+                                     "model.flip_tta": flip_tta}), (12, 12, 1), 3)
+    assert tf.keras.mixed_precision.global_policy().name == "float32"
+    inner = tta.unwrap(model)
+    assert inner.get_layer("stem_conv").compute_dtype == "bfloat16"
+    assert inner.get_layer("stem_conv").kernel.dtype == tf.float32
+    x = np.random.default_rng(0).normal(size=(16, 12, 12, 1)).astype("float32")
+    y = np.arange(16) % 3
+    probabilities = model.predict(x, verbose=0)
+    assert probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    model.compile(tf.keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    before = model.evaluate(x, y, verbose=0)
+    model.fit(x, y, epochs=15, verbose=0)
+    assert model.evaluate(x, y, verbose=0) < before
+
+
+def test_float32_default_builds_float32_layers():
+    layer = build_model(small_cfg(), (12, 12, 1), 3).get_layer("stem_conv")
+    assert layer.compute_dtype == "float32"
+
+
+def test_policy_is_restored_when_building_fails():
+    with pytest.raises(ValueError, match="no_such_backbone"):
+        build_model(small_cfg(**{"train.precision": "mixed_bfloat16",
+                                 "model.family": "transfer", "model.weights": "imagenet",
+                                 "model.backbone": "no_such_backbone"}), (12, 12, 1), 3)
+    assert tf.keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_unknown_precision_is_rejected():
+    with pytest.raises(ConfigError, match="train.precision"):
+        validate(small_cfg(**{"train.precision": "float16"}))
