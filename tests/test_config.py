@@ -1,10 +1,11 @@
 """The one config object: YAML + overrides, validation, and per-component subsets."""
 import json
+from pathlib import Path
 
 import pytest
 
 from pipeline.config import (CUSTOM_CONFIG_KEY, ConfigError, LensflowConfig, from_custom_config,
-                             load_config)
+                             load_config, validate)
 
 
 def test_yaml_then_overrides_then_round_trip_through_custom_config(tmp_path):
@@ -41,3 +42,12 @@ def test_transfer_turns_normalisation_off_unless_set():
     transfer = LensflowConfig().replace(**{"model.family": "transfer"})
     assert transfer.effective_normalize is False
     assert transfer.replace(**{"image.normalize": True}).effective_normalize is True
+
+
+def test_the_committed_recipe_loads_validates_and_round_trips_through_custom_config():
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(str(root / "configs" / "fashion_mnist_best.yaml"))
+    validate(cfg)
+    assert (cfg.model.family, cfg.train.precision, cfg.model.flip_tta) == \
+        ("compact_resnet", "auto", True)
+    assert from_custom_config({CUSTOM_CONFIG_KEY: cfg.to_json()}) == cfg
