@@ -18,7 +18,8 @@ def render(r: Dict) -> str:
     out = [f"# lensflow benchmarks ({r['started']})", "",
            f"Data: `{r['data']}` — {r['train_images']} train / {r['test_images']} test images; "
            f"model `{r['model']}`, {r['epochs']} epochs, batch {r['batch_size']}; "
-           f"{r['machine']['cpus']} CPUs, Python {r['machine']['python']}.", ""]
+           f"{r['machine']['cpus']} CPUs, Python {r['machine']['python']}, "
+           f"precision {r['machine'].get('precision', 'float32')}.", ""]
     if "overhead" in r:
         o, c = r["overhead"], r["cache"]
         out += ["## 1. Pipeline overhead", ""] + _table(

@@ -25,6 +25,7 @@ import bench_pipeline  # noqa: E402
 import bench_serving  # noqa: E402
 import bench_throughput  # noqa: E402
 from components.image_example_gen import fashion_mnist  # noqa: E402
+from components.trainer import precision  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 
 ALL = ("pipeline", "ingestion", "trainer_input", "serving")
@@ -37,8 +38,10 @@ def _args(argv=None):
     parser.add_argument("--per-class", type=int, default=None,
                         help="Fashion-MNIST images per class and split (default: all 60k/10k)")
     parser.add_argument("--config", help="YAML config for both sides (model, epochs, batch...)")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="default: the config's, or 2 without --config")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="default: the config's, or 128 without --config")
     parser.add_argument("--trainer-steps", type=int, default=100)
     parser.add_argument("--serving-repeats", type=int, default=300)
     parser.add_argument("--work", default="/tmp/lensflow-bench", help="scratch: data, home, logs")
@@ -61,11 +64,18 @@ def _prepare(args) -> tuple:
             fashion_mnist.export(data, per_class=args.per_class)
     cfg = load_config(args.config, {
         "data.path": os.path.abspath(data), "home": os.path.join(args.work, "home"),
-        "train.epochs": args.epochs, "train.batch_size": args.batch_size})
+        **_training_overrides(args)})
     config_path = os.path.join(args.work, "config.yaml")
     with open(config_path, "w", encoding="utf-8") as fh:
         yaml.safe_dump(cfg.to_dict(), fh, sort_keys=False)
     return os.path.abspath(data), cfg, config_path
+
+
+def _training_overrides(args) -> dict:
+    """``--epochs``/``--batch-size`` when given; without a config, the benchmark's defaults."""
+    defaults = {} if args.config else {"train.epochs": 2, "train.batch_size": 128}
+    given = {"train.epochs": args.epochs, "train.batch_size": args.batch_size}
+    return {**defaults, **{k: v for k, v in given.items() if v is not None}}
 
 
 def main(argv=None) -> dict:
@@ -77,7 +87,9 @@ def main(argv=None) -> dict:
                "test_images": len(bench_throughput.image_files(os.path.join(data, "test"))),
                "epochs": cfg.train.epochs, "batch_size": cfg.train.batch_size,
                "model": cfg.model.family, "machine": {"cpus": os.cpu_count(),
-                                                      "python": platform.python_version()}}
+                                                      "python": platform.python_version(),
+                                                      "precision": precision.resolve(
+                                                          cfg.train.precision)}}
     runs = bench_pipeline.overhead_and_cache(config_path, data, args.work)
     summary = runs.pop("first_summary")
     if "pipeline" in wanted:
