@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from components.trainer import filters
 from components.trainer.backbones import preprocessing  # noqa: F401 - registers ScaleShift
+from components.trainer.models import tta
 from components.transform import features
 
 SMOOTHGRAD_SAMPLES = 8
@@ -41,14 +42,11 @@ def _normalise(maps: np.ndarray) -> np.ndarray:
     return np.where(span > 0, (maps - low) / np.where(span > 0, span, 1), 0.0)
 
 
-def _class_scores(model, images, class_ids):
-    probabilities = model(images, training=False)
-    return tf.gather(probabilities, class_ids, axis=1, batch_dims=1)
-
-
 def saliency(model: tf.keras.Model, images: np.ndarray, class_ids: Sequence[int],
              samples: int = SMOOTHGRAD_SAMPLES, seed: int = 0) -> np.ndarray:
-    """SmoothGrad: mean |d p(class) / d pixel| over noisy copies, max over channels, in [0, 1]."""
+    """SmoothGrad: mean |d score(class) / d pixel| over noisy copies (the pre-softmax score),
+    max over channels, in [0, 1]."""
+    scores_of = score_function(model)
     images = tf.convert_to_tensor(images, tf.float32)
     class_ids = tf.constant(list(class_ids), tf.int32)
     spread = SMOOTHGRAD_NOISE * (tf.reduce_max(images) - tf.reduce_min(images))
@@ -58,7 +56,7 @@ def saliency(model: tf.keras.Model, images: np.ndarray, class_ids: Sequence[int]
         noisy = images + rng.normal(tf.shape(images)) * spread
         with tf.GradientTape() as tape:
             tape.watch(noisy)
-            scores = _class_scores(model, noisy, class_ids)
+            scores = tf.gather(scores_of(noisy), class_ids, axis=1, batch_dims=1)
         total += tf.abs(tape.gradient(scores, noisy))
     return _normalise(tf.reduce_max(total, axis=-1).numpy())
 
@@ -98,51 +96,98 @@ def _identity(x, training=False):
     return x
 
 
-def _probe(model: tf.keras.Model, tensor):
-    return tf.keras.Model(model.inputs, [tensor, model.outputs[0]])
+def _score_head(model: tf.keras.Model, scores: bool = True):
+    """``(tensor, head)`` with ``head(tensor)`` the model's pre-softmax class scores when its
+    output layer is a softmax Dense (every lensflow family); else the output itself."""
+    layer, node_index, _ = model.outputs[0]._keras_history
+    if scores and isinstance(layer, tf.keras.layers.Dense) and \
+            getattr(layer.activation, "__name__", "") == "softmax":
+        def head(x, layer=layer):
+            logits = tf.matmul(tf.cast(x, layer.kernel.dtype), layer.kernel)
+            return logits + layer.bias if layer.use_bias else logits
+        return _single(layer._inbound_nodes[node_index].input_tensors), head
+    return model.outputs[0], _identity
 
 
-def feature_probe(model: tf.keras.Model):
+def score_function(model: tf.keras.Model):
+    """``x -> [N, classes]`` pre-softmax class scores; for a flip-TTA model the mean over the
+    image and its mirror (the gradient then flows through both passes, as the prediction does)."""
+    inner = tta.unwrap(model)
+    score_input, head = _score_head(inner)
+    body = tf.keras.Model(inner.inputs, score_input)
+
+    def scores(x):
+        return head(body(x, training=False))
+
+    if inner is model:
+        return scores
+    return lambda x: (scores(x) + scores(tf.reverse(x, axis=[2]))) / 2.0
+
+
+def feature_probe(model: tf.keras.Model, scores: bool = True):
     """(name, fn) for the spatial feature map nearest the output; ``fn(x) -> (features,
-    probabilities)``. Looks inside nested models (a backbone ending in global pooling)."""
+    class scores)``, the scores taken before the softmax (a saturated probability has no
+    gradient left to explain; ``scores=False``: the model's output). Looks inside nested models
+    (a backbone ending in global pooling)."""
+    score_input, head = _score_head(model, scores)
     for _, node in _candidates(model):
         output = _single(node.output_tensors)
         if _is_spatial(output):
-            probe = _probe(model, output)
-            return node.layer.name, lambda x, probe=probe: probe(x, training=False)
-        try:
-            inner_name, inner = feature_probe(node.layer)
-        except ValueError:
-            continue
-        into = _single(node.input_tensors)
-        before = _identity if any(into is t for t in model.inputs) \
-            else tf.keras.Model(model.inputs, into)
-        after = tf.keras.Model(output, model.outputs[0])
+            probe = tf.keras.Model(model.inputs, [output, score_input])
+            name = node.layer.name
+        else:
+            try:
+                inner_name, inner = feature_probe(node.layer, scores=False)
+            except ValueError:
+                continue
+            into = _single(node.input_tensors)
+            before = _identity if any(into is t for t in model.inputs) \
+                else tf.keras.Model(model.inputs, into)
+            after = _identity if score_input is output else tf.keras.Model(output, score_input)
 
-        def fn(x, before=before, inner=inner, after=after):
-            features, nested_output = inner(before(x, training=False))
-            return features, after(nested_output, training=False)
+            def probe(x, training=False, before=before, inner=inner, after=after):
+                features, nested_output = inner(before(x, training=training))
+                return features, after(nested_output, training=training)
 
-        return f"{node.layer.name}/{inner_name}", fn
+            name = f"{node.layer.name}/{inner_name}"
+
+        def fn(x, probe=probe, head=head):
+            features, before_head = probe(x, training=False)
+            return features, head(before_head)
+
+        return name, fn
     raise ValueError(f"model {model.name!r} has no spatial feature map for Grad-CAM")
+
+
+def _raw_cam(probe, images: tf.Tensor, class_ids: tf.Tensor) -> tf.Tensor:
+    """Grad-CAM before scaling: ReLU of the gradient-weighted feature maps, at input size."""
+    with tf.GradientTape() as tape:
+        activations, scores = probe(images)
+        chosen = tf.gather(scores, class_ids, axis=1, batch_dims=1)
+    grads = tf.cast(tape.gradient(chosen, activations), tf.float32)
+    activations = tf.cast(activations, tf.float32)
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))[..., tf.newaxis]
+    return tf.image.resize(cam, tf.shape(images)[1:3], method="bilinear")[..., 0]
 
 
 def grad_cam(model: tf.keras.Model, images: np.ndarray,
              class_ids: Sequence[int]) -> Dict[str, object]:
-    """Grad-CAM of the predicted-class probability on the last spatial feature map.
+    """Grad-CAM of the predicted class's pre-softmax score on the last spatial feature map.
 
-    Returns ``{"layer": name, "maps": [N, H, W] in [0, 1]}`` resized to the input size.
+    A flip-TTA model predicts from an image and its mirror; its map is the mean of the two
+    passes' maps, the mirror's flipped back. Returns ``{"layer": name, "maps": [N, H, W] in
+    [0, 1]}`` resized to the input size.
     """
-    layer_name, probe = feature_probe(model)
+    inner = tta.unwrap(model)
+    layer_name, probe = feature_probe(inner)
     images = tf.convert_to_tensor(images, tf.float32)
     class_ids = tf.constant(list(class_ids), tf.int32)
-    with tf.GradientTape() as tape:
-        activations, probabilities = probe(images)
-        scores = tf.gather(probabilities, class_ids, axis=1, batch_dims=1)
-    grads = tape.gradient(scores, activations)
-    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-    cam = tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))[..., tf.newaxis]
-    cam = tf.image.resize(cam, tf.shape(images)[1:3], method="bilinear")[..., 0]
+    cam = _raw_cam(probe, images, class_ids)
+    if inner is not model:
+        mirrored = _raw_cam(probe, tf.reverse(images, axis=[2]), class_ids)
+        cam = (cam + tf.reverse(mirrored, axis=[2])) / 2.0
+        layer_name = f"{tta.LAYER_NAME}/{layer_name}"
     return {"layer": layer_name, "maps": _normalise(cam.numpy())}
 
 

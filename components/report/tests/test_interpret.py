@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from components.report import interpret
-from components.trainer.models import filter_bank
+from components.trainer.models import filter_bank, tta
 
 
 def _left_half_model(num_classes: int = 3) -> tf.keras.Model:
@@ -53,10 +53,47 @@ def test_grad_cam_looks_inside_a_backbone_that_pools_its_features(images):
     model = tf.keras.Model(inputs, tf.keras.layers.Dense(3, activation="softmax")(x))
     name, probe = interpret.feature_probe(model)
     assert name == "backbone/last_conv"
-    feature_map, probabilities = probe(images)
+    feature_map, scores = probe(images)
     assert feature_map.shape == (2, 8, 8, 4)
-    np.testing.assert_allclose(probabilities, model(images), atol=1e-6)
+    np.testing.assert_allclose(tf.nn.softmax(scores), model(images), atol=1e-6)
     assert interpret.grad_cam(model, images, [0, 2])["maps"].shape == (2, 8, 8)
+
+
+def _scaled_output(model: tf.keras.Model, factor: float) -> tf.keras.Model:
+    """A copy of ``model`` whose output Dense kernel is ``factor`` times larger (bias zero):
+    the same pre-softmax scores up to scale, softmax saturated for large factors."""
+    copy = tf.keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    dense = copy.layers[-1]
+    dense.set_weights([dense.get_weights()[0] * factor, np.zeros_like(dense.get_weights()[1])])
+    return copy
+
+
+def test_explanations_use_pre_softmax_scores_so_a_confident_model_still_explains(images):
+    tf.keras.utils.set_random_seed(1)
+    model = _scaled_output(_left_half_model(), 1.0)
+    confident = _scaled_output(model, 1e4)
+    assert np.all(np.max(confident(images).numpy(), axis=1) == 1.0)
+    np.testing.assert_allclose(interpret.grad_cam(confident, images, [1, 1])["maps"],
+                               interpret.grad_cam(model, images, [1, 1])["maps"], atol=1e-4)
+    np.testing.assert_allclose(interpret.saliency(confident, images, [1, 1]),
+                               interpret.saliency(model, images, [1, 1]), atol=1e-4)
+    assert interpret.grad_cam(confident, images, [1, 1])["maps"].max() == pytest.approx(1.0)
+
+
+def test_flip_tta_model_is_explained_through_both_of_its_passes(images):
+    tf.keras.utils.set_random_seed(1)
+    inputs = tf.keras.Input((8, 8, 1))
+    x = tf.keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inputs)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    model = tta.with_flip_tta(tf.keras.Model(inputs, tf.keras.layers.Dense(3, activation="softmax")(x)))
+    result = interpret.grad_cam(model, images, [0, 2])
+    assert result["layer"] == "flip_tta/conv"
+    mirrored = interpret.grad_cam(model, images[:, :, ::-1], [0, 2])["maps"]
+    np.testing.assert_allclose(mirrored, result["maps"][:, :, ::-1], atol=1e-5)
+    left_only = tta.with_flip_tta(_left_half_model())
+    salient = interpret.saliency(left_only, images, [0, 2])
+    assert np.all(salient[:, :, :4].max(axis=(1, 2)) > 0.1) and np.all(salient[:, :, 4:].max(axis=(1, 2)) > 0.1)
 
 
 def test_grad_cam_needs_a_spatial_feature_map():
