@@ -89,7 +89,8 @@ def main(argv=None) -> dict:
                "model": cfg.model.family, "machine": {"cpus": os.cpu_count(),
                                                       "python": platform.python_version(),
                                                       "precision": precision.resolve(
-                                                          cfg.train.precision)}}
+                                                          cfg.train.precision,
+                                                          cfg.model.family)}}
     runs = bench_pipeline.overhead_and_cache(config_path, data, args.work)
     summary = runs.pop("first_summary")
     if "pipeline" in wanted:

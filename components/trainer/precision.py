@@ -3,7 +3,8 @@
 ``train.precision``: ``float32``; ``mixed_bfloat16`` (Keras mixed precision: layers compute in
 bfloat16, variables, loss and the model's output stay float32); ``auto`` picks mixed_bfloat16
 only where the CPU executes bfloat16 natively (AMX or AVX512-BF16 flags: about twice the training
-throughput of float32 on such a Xeon) and float32 elsewhere, where emulated bfloat16 is slower.
+throughput of float32 on such a Xeon) and float32 elsewhere, where emulated bfloat16 is slower,
+and for families measured slower in bfloat16 even there (``AUTO_FLOAT32_FAMILIES``).
 The policy is applied only while the model is built, so it never leaks into other components
 running in the same process.
 """
@@ -18,6 +19,10 @@ import tensorflow as tf  # noqa: E402
 
 NATIVE_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 CPUINFO = "/proc/cpuinfo"
+AUTO_FLOAT32_FAMILIES = {
+    "transfer": "EfficientNet-Lite0's depthwise convolutions train at half the float32 speed in "
+                "bfloat16 on an AMX Xeon (frozen, 96 px: 200 vs 409 images/s)",
+}
 
 
 def cpu_flags(cpuinfo_text: str) -> frozenset:
@@ -38,18 +43,19 @@ def native_bfloat16(cpuinfo_path: str = CPUINFO) -> bool:
         return False
 
 
-def resolve(precision: str, cpuinfo_path: str = CPUINFO) -> str:
-    """The Keras dtype policy name for a ``train.precision`` value."""
+def resolve(precision: str, family: str = "", cpuinfo_path: str = CPUINFO) -> str:
+    """The Keras dtype policy name for a ``train.precision`` value and model family."""
     if precision == "auto":
-        return "mixed_bfloat16" if native_bfloat16(cpuinfo_path) else "float32"
+        fast = native_bfloat16(cpuinfo_path) and family not in AUTO_FLOAT32_FAMILIES
+        return "mixed_bfloat16" if fast else "float32"
     return precision
 
 
 @contextlib.contextmanager
-def policy(precision: str):
+def policy(precision: str, family: str = ""):
     """Build layers under ``precision``'s policy; restore the previous global policy after."""
     previous = tf.keras.mixed_precision.global_policy()
-    tf.keras.mixed_precision.set_global_policy(resolve(precision))
+    tf.keras.mixed_precision.set_global_policy(resolve(precision, family))
     try:
         yield
     finally:

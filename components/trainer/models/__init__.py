@@ -35,7 +35,7 @@ def build_model(cfg: LensflowConfig, input_shape, num_classes: int):
     family = cfg.model.family
     if family not in FAMILIES:
         raise ConfigError(f"model.family={family!r}; choose one of {', '.join(FAMILIES)}")
-    with precision.policy(cfg.train.precision):
+    with precision.policy(cfg.train.precision, family):
         model = FAMILIES[family](input_shape, num_classes, weights=_weights(cfg),
                                  options=cfg.model, cache_dir=cfg.weights_cache_dir)
         return tta.with_flip_tta(model) if cfg.model.flip_tta else model

@@ -21,13 +21,22 @@ def test_auto_picks_bfloat16_only_where_the_cpu_has_it(tmp_path, text, native):
     path = tmp_path / "cpuinfo"
     path.write_text(text)
     assert precision.native_bfloat16(str(path)) is native
-    assert precision.resolve("auto", str(path)) == ("mixed_bfloat16" if native else "float32")
-    assert precision.resolve("float32", str(path)) == "float32"
-    assert precision.resolve("mixed_bfloat16", str(path)) == "mixed_bfloat16"
+    assert precision.resolve("auto", cpuinfo_path=str(path)) == \
+        ("mixed_bfloat16" if native else "float32")
+    assert precision.resolve("float32", cpuinfo_path=str(path)) == "float32"
+    assert precision.resolve("mixed_bfloat16", cpuinfo_path=str(path)) == "mixed_bfloat16"
 
 
 def test_missing_cpuinfo_means_float32(tmp_path):
-    assert precision.resolve("auto", str(tmp_path / "absent")) == "float32"
+    assert precision.resolve("auto", cpuinfo_path=str(tmp_path / "absent")) == "float32"
+
+
+def test_auto_keeps_families_that_are_slower_in_bfloat16_in_float32(tmp_path):
+    path = tmp_path / "cpuinfo"
+    path.write_text(XEON_AMX)
+    assert precision.resolve("auto", "transfer", str(path)) == "float32"
+    assert precision.resolve("auto", "compact_resnet", str(path)) == "mixed_bfloat16"
+    assert precision.resolve("mixed_bfloat16", "transfer", str(path)) == "mixed_bfloat16"
 
 
 @pytest.mark.parametrize("flip_tta", [False, True])
@@ -65,3 +74,14 @@ def test_policy_is_restored_when_building_fails():
 def test_unknown_precision_is_rejected():
     with pytest.raises(ConfigError, match="train.precision"):
         validate(small_cfg(**{"train.precision": "float16"}))
+
+
+def test_build_model_resolves_auto_for_its_family(monkeypatch):
+    """On a CPU with native bfloat16, ``auto`` builds compact_resnet in bfloat16, transfer in float32."""
+    monkeypatch.setattr(precision, "native_bfloat16", lambda cpuinfo_path=precision.CPUINFO: True)
+    resnet = build_model(small_cfg(**{"train.precision": "auto"}), (12, 12, 1), 3)
+    assert resnet.get_layer("stem_conv").compute_dtype == "bfloat16"
+    transfer = build_model(small_cfg(**{"train.precision": "auto", "model.family": "transfer",
+                                        "model.weights": None, "model.backbone_input_size": 32}),
+                           (12, 12, 1), 3)
+    assert {layer.compute_dtype for layer in transfer.layers} == {"float32"}
