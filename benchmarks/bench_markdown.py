@@ -58,8 +58,13 @@ def render(r: Dict) -> str:
             ["input", "training images/s"],
             [["transformed examples (lensflow Trainer)", f"{rates['transformed_examples']:.0f}"],
              ["same arrays in memory", f"{rates['in_memory_arrays']:.0f}"]]) + [
-            "", f"Ratio {t['ratio']:.2f} over {t['steps']} steps of {t['batch_size']} "
-            f"(target ≥ {t['target_ratio']}: {_verdict(t['ratio'] >= t['target_ratio'])}).", ""]
+            "", f"Ratio {t['ratio']:.2f}: medians of {t.get('repeats', 1)} alternating runs of "
+            f"{t['steps']} steps of {t['batch_size']} "
+            f"(target ≥ {t['target_ratio']}: {_verdict(t['ratio'] >= t['target_ratio'])})."]
+        if "input_only_images_per_second" in t:
+            out += [f"The transformed-examples dataset alone, no model: "
+                    f"{t['input_only_images_per_second']:.0f} images/s."]
+        out += [""]
     if "serving" in r:
         s = r["serving"]
         rows = [[name, f"{v['p50_ms_batch1']:.2f}", f"{v['p95_ms_batch1']:.2f}",

@@ -42,7 +42,7 @@ def _args(argv=None):
                         help="default: the config's, or 2 without --config")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="default: the config's, or 128 without --config")
-    parser.add_argument("--trainer-steps", type=int, default=100)
+    parser.add_argument("--trainer-steps", type=int, default=300)
     parser.add_argument("--serving-repeats", type=int, default=300)
     parser.add_argument("--work", default="/tmp/lensflow-bench", help="scratch: data, home, logs")
     parser.add_argument("--out", default=os.path.join("benchmarks", "results"))
