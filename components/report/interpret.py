@@ -121,7 +121,7 @@ def score_function(model: tf.keras.Model):
 
     if inner is model:
         return scores
-    return lambda x: (scores(x) + scores(tf.reverse(x, axis=[2]))) / 2.0
+    return lambda x: (scores(x) + scores(tta.mirror(x))) / 2.0
 
 
 def feature_probe(model: tf.keras.Model, scores: bool = True):
@@ -185,8 +185,8 @@ def grad_cam(model: tf.keras.Model, images: np.ndarray,
     class_ids = tf.constant(list(class_ids), tf.int32)
     cam = _raw_cam(probe, images, class_ids)
     if inner is not model:
-        mirrored = _raw_cam(probe, tf.reverse(images, axis=[2]), class_ids)
-        cam = (cam + tf.reverse(mirrored, axis=[2])) / 2.0
+        mirrored = _raw_cam(probe, tta.mirror(images), class_ids)
+        cam = (cam + tta.mirror(mirrored)) / 2.0
         layer_name = f"{tta.LAYER_NAME}/{layer_name}"
     return {"layer": layer_name, "maps": _normalise(cam.numpy())}
 

@@ -11,6 +11,11 @@ import tensorflow as tf
 LAYER_NAME = "flip_tta"
 
 
+def mirror(images):
+    """Images ``[N, H, W, C]`` (or maps ``[N, H, W]``) flipped left to right: the TTA's second view."""
+    return tf.reverse(images, axis=[2])
+
+
 @tf.keras.utils.register_keras_serializable(package="lensflow")
 class FlipAverage(tf.keras.layers.Layer):
     """``(inner(x) + inner(mirror(x))) / 2`` outside training, ``inner(x)`` in training."""
@@ -22,7 +27,7 @@ class FlipAverage(tf.keras.layers.Layer):
     def call(self, images, training=None):
         if training:
             return self.inner(images, training=True)
-        mirrored = tf.reverse(images, axis=[2])
+        mirrored = mirror(images)
         both = self.inner(tf.concat([images, mirrored], axis=0), training=False)
         plain, flipped = tf.split(both, 2, axis=0)
         return (plain + flipped) / 2.0
