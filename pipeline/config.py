@@ -138,6 +138,17 @@ class PushConfig:
 
 
 @dataclass
+class ServingCheckConfig:
+    """The check before push: a model server must load the candidate and answer its warmup
+    and a canary request over REST and gRPC within ``timeout_seconds``. ``enabled: false``
+    still writes the warmup requests but starts no server (the candidate is pushed unchecked)."""
+
+    enabled: bool = True
+    timeout_seconds: float = 180.0
+    images_per_class: int = 2
+
+
+@dataclass
 class BeamConfig:
     """Beam runner for the Beam-powered components."""
 
@@ -182,6 +193,7 @@ class LensflowConfig:
     tuner: TunerConfig = field(default_factory=TunerConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     push: PushConfig = field(default_factory=PushConfig)
+    serving_check: ServingCheckConfig = field(default_factory=ServingCheckConfig)
     beam: BeamConfig = field(default_factory=BeamConfig)
     kubeflow: KubeflowConfig = field(default_factory=KubeflowConfig)
 
@@ -329,8 +341,26 @@ def validate(cfg: LensflowConfig) -> None:
         raise ConfigError("evaluation.min_accuracy must be within [0, 1]")
     if cfg.push.keep_versions < 1:
         raise ConfigError("push.keep_versions must be at least 1")
+    _validate_serving_check(cfg.serving_check)
     _validate_beam(cfg.beam)
     _validate_kubeflow(cfg.kubeflow)
+
+
+MAX_WARMUP_IMAGES_PER_CLASS = 20
+
+
+def _validate_serving_check(check: ServingCheckConfig) -> None:
+    if not isinstance(check.enabled, bool):
+        raise ConfigError(f"serving_check.enabled={check.enabled!r}; expected true or false")
+    if isinstance(check.timeout_seconds, bool) or not isinstance(check.timeout_seconds,
+                                                                 (int, float)) \
+            or not 5 <= check.timeout_seconds <= 3600:
+        raise ConfigError(f"serving_check.timeout_seconds={check.timeout_seconds!r}; expected "
+                          "seconds within [5, 3600]")
+    if isinstance(check.images_per_class, bool) or not isinstance(check.images_per_class, int) \
+            or not 1 <= check.images_per_class <= MAX_WARMUP_IMAGES_PER_CLASS:
+        raise ConfigError(f"serving_check.images_per_class={check.images_per_class!r}; expected "
+                          f"an integer within [1, {MAX_WARMUP_IMAGES_PER_CLASS}]")
 
 
 def _validate_model(cfg: LensflowConfig) -> None:

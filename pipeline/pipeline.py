@@ -1,7 +1,7 @@
 """``create_pipeline(config) -> tfx.dsl.Pipeline``: the wiring, and nothing but the wiring.
 
 ImageExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> DataGate ->
-Transform -> [Tuner] -> Trainer -> ServingBaseline -> Evaluator -> Pusher.
+Transform -> [Tuner] -> Trainer -> ServingBaseline -> Evaluator -> ServingCheck -> Pusher.
 Module code is referenced by module path, so the same pipeline runs locally and in the
 Kubeflow image where lensflow is installed.
 """
@@ -21,6 +21,7 @@ from components.evaluator.eval_config import build_eval_config
 from components.evaluator.component import LensflowEvaluator
 from components.image_example_gen.component import ImageExampleGen
 from components.pusher.component import LensflowPusher
+from components.serving_check.component import ServingCheck
 from pipeline.config import CURATED_SCHEMA, CUSTOM_CONFIG_KEY, LensflowConfig
 
 PREPROCESSING_FN = "components.transform.preprocessing.preprocessing_fn"
@@ -164,15 +165,24 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
         baseline_model=baseline.outputs["baseline_model"],
         example_splits=[evaluation_split(cfg)],
         eval_config=build_eval_config(cfg))
+    serving_check = ServingCheck(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        model_name=cfg.push.model_name,
+        timeout_seconds=float(cfg.serving_check.timeout_seconds),
+        images_per_class=cfg.serving_check.images_per_class,
+        start_server=int(cfg.serving_check.enabled))
     pusher = LensflowPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=serving_check.outputs["infra_blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
                 base_directory=os.path.join(serving, cfg.push.model_name))),
         custom_config={"keep_versions": cfg.push.keep_versions, "model_name": cfg.push.model_name,
                        "serving_dir": serving, "training_fingerprint": fingerprint})
-    components += [trainer, baseline, evaluator, pusher]
+    components += [trainer, baseline, evaluator, serving_check, pusher]
 
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.pipeline_name,

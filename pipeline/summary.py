@@ -85,6 +85,24 @@ def _evaluated_split(properties: Dict[str, Dict[str, str]]) -> Optional[str]:
     return None
 
 
+def _serving_check(artifact) -> Optional[Dict[str, Any]]:
+    """The serving check's verdict (``components/serving_check``), or None when it did not run."""
+    if artifact is None or "blessed" not in artifact.custom_properties:
+        return None
+    props = artifact.custom_properties
+    out = {"passed": bool(props["blessed"].int_value),
+           "server": props["server"].string_value if "server" in props else "",
+           "reason": props["reason"].string_value if "reason" in props else ""}
+    try:
+        with open(os.path.join(artifact.uri, "serving_check.json"), encoding="utf-8") as fh:
+            detail = json.load(fh)
+        out.update({k: detail[k] for k in ("seconds", "load_seconds", "answered",
+                                           "warmup_requests") if k in detail})
+    except (OSError, ValueError):
+        pass
+    return out
+
+
 def summarise(metadata_path: str, run_id: Optional[str] = None) -> Dict[str, Any]:
     """The machine-readable run summary (also what ``--summary-json`` writes)."""
     from components.evaluator import results
@@ -110,6 +128,7 @@ def summarise(metadata_path: str, run_id: Optional[str] = None) -> Dict[str, Any
     if blessing is not None:
         value = blessing.custom_properties.get("blessed")
         summary["blessed"] = bool(value and value.int_value)
+    summary["serving_check"] = _serving_check(_by_key(arts, "infra_blessing"))
     pushed = _by_key(arts, "pushed_model")
     summary["pushed_model_dir"] = None
     if pushed is not None and pushed.custom_properties.get("pushed") and \
@@ -149,6 +168,14 @@ def format_text(summary: Dict[str, Any]) -> str:
         lines.append(f"model {verdict}")
         for failure in summary.get("failed_thresholds", []):
             lines.append(f"  failed: {failure}")
+    check = summary.get("serving_check")
+    if check:
+        if check["passed"]:
+            took = f" in {check['seconds']:.1f}s" if check.get("seconds") else ""
+            lines.append(f"serving check PASSED on {check['server']}{took}"
+                         + (f" ({check['reason']})" if check.get("reason") else ""))
+        else:
+            lines.append(f"serving check FAILED: {check['reason']}")
     pushed = summary.get("pushed_model_dir") or "not pushed"
     if summary.get("already_serving"):
         pushed += " (this exact model is already serving; no new version)"

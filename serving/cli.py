@@ -19,12 +19,16 @@ def _config_and_name(config_file, home, model_name):
     return cfg, cfg.push.model_name
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @home_option
 @config_option
 @click.option("--model-dir", type=click.Path(file_okay=False),
-              help="Folder holding the numeric versions (or its parent) [home's serving dir].")
+              help="Folder holding the numeric versions (or its parent) [home's serving dir, or "
+                   "the --model-config-file entry's base_path].")
 @click.option("--model-name", help="Model name in the URLs [config push.model_name].")
+@click.option("--model-config-file", type=click.Path(exists=True, dir_okay=False),
+              help="TF Serving's models.config: its version policy and version labels are "
+                   "honoured and re-read on every poll (e.g. the home's serving/models.config).")
 @click.option("--rest-port", type=click.IntRange(0, 65535), default=8501, show_default=True,
               help="REST port (0: pick a free one).")
 @click.option("--grpc-port", type=click.IntRange(0, 65535), default=8500, show_default=True,
@@ -32,17 +36,30 @@ def _config_and_name(config_file, home, model_name):
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--poll-seconds", type=click.FloatRange(min=0.05), default=2.0, show_default=True,
               help="How often to look for new or removed versions.")
-def serve(home, config_file, model_dir, model_name, rest_port, grpc_port, host, poll_seconds):
+@click.option("--batching-parameters-file", type=click.Path(),
+              help="Refused: the stand-in does not batch (each request runs as its own batch); "
+                   "the file is for tensorflow_model_server --enable_batching.")
+@click.pass_context
+def serve(ctx, home, config_file, model_dir, model_name, model_config_file, rest_port, grpc_port,
+          host, poll_seconds, batching_parameters_file):
     """Serve pushed models over TF Serving's REST and gRPC APIs.
 
     A stand-in for local development and tests; production serving is TF Serving itself
-    (tensorflow_model_server --model_config_file=<serving_dir>/models.config)."""
+    (tensorflow_model_server --model_config_file=<serving_dir>/models.config). Versions replay
+    their warmup requests before they are AVAILABLE. `lensflow serve labels` moves version
+    labels."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if batching_parameters_file:
+        raise click.UsageError("lensflow serve does not batch requests (each request runs as its "
+                               "own batch); --batching-parameters-file is for "
+                               "tensorflow_model_server --enable_batching")
     from serving.errors import ModelNotFound
     from serving.model_store import resolve_model_base
     from serving.server import STAND_IN_NOTICE, StandInServer
 
     cfg, name = _config_and_name(config_file, home, model_name)
-    path = model_dir or cfg.serving_dir
+    path = model_dir or _config_base_path(model_config_file, name) or cfg.serving_dir
     if not os.path.isdir(path):
         raise click.UsageError(f"{path} does not exist: nothing pushed yet? Run the pipeline "
                                f"or pass --model-dir")
@@ -51,17 +68,85 @@ def serve(home, config_file, model_dir, model_name, rest_port, grpc_port, host, 
     except ModelNotFound as err:
         raise click.UsageError(str(err)) from err
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server = StandInServer(base, name, host, rest_port, grpc_port, poll_seconds)
+    server = StandInServer(base, name, host, rest_port, grpc_port, poll_seconds,
+                           model_config_file=model_config_file)
     try:
         server.start()
     except OSError as err:
         raise click.ClickException(f"cannot start: {err}") from err
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(server.store.labels.items()))
     click.echo(f"{STAND_IN_NOTICE}.\n  model: {name} from {base}\n"
                f"  REST: {server.rest_url}/v1/models/{name}\n  gRPC: {server.grpc_address}\n"
-               f"  Ctrl-C to stop.")
+               + (f"  labels: {labels}\n" if labels else "") + "  Ctrl-C to stop.")
     _wait_for_stop()
     server.stop()
     click.echo("stopped")
+
+
+def _config_base_path(model_config_file: Optional[str], name: str) -> Optional[str]:
+    """The base_path of ``name``'s entry in ``model_config_file`` (UsageError when absent)."""
+    if not model_config_file:
+        return None
+    from components.pusher import models_config
+
+    entry = models_config.entry(models_config.read(model_config_file), name)
+    if entry is None:
+        raise click.UsageError(f"{model_config_file} has no model named {name!r}")
+    return entry.base_path
+
+
+def _label_pair(ctx, param, values):
+    out = {}
+    for value in values:
+        label, sep, version = value.partition("=")
+        if not sep or not version.isdigit():
+            raise click.BadParameter(f"{value!r}: expected LABEL=VERSION, e.g. canary=1733150000")
+        out[label] = int(version)
+    return out
+
+
+@serve.command("labels")
+@click.option("--file", "path", type=click.Path(dir_okay=False),
+              help="models.config to edit [the home's serving/models.config, written by the "
+                   "Pusher]; e.g. kubeflow/serving/models.config for the cluster.")
+@click.option("--set", "assign", multiple=True, callback=_label_pair, metavar="LABEL=VERSION",
+              help="Point LABEL (e.g. stable, canary) at VERSION; repeatable.")
+@click.option("--remove", multiple=True, metavar="LABEL", help="Drop LABEL; repeatable.")
+@click.pass_context
+def labels(ctx, path, assign, remove):
+    """Show or move version labels in a models.config (TF Serving's ModelServerConfig).
+
+    With labels the entry loads exactly the labelled versions plus the newest push; a label may
+    name only a complete version on disk when the base path is on this machine. TF Serving and
+    `lensflow serve --model-config-file` re-read the file while running."""
+    from components.pusher import models_config
+    from components.pusher.versions import versions
+
+    parent = ctx.parent.params
+    cfg, name = _config_and_name(parent["config_file"], parent["home"], parent["model_name"])
+    path = path or os.path.join(cfg.serving_dir, models_config.CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise click.UsageError(f"{path} does not exist: push a model first or pass --file")
+    entry = models_config.entry(models_config.read(path), name)
+    if entry is None:
+        raise click.UsageError(f"{path} has no model named {name!r}")
+    if assign or remove:
+        local = os.path.isdir(entry.base_path)
+        on_disk = versions(entry.base_path) if local else None
+        try:
+            current = models_config.set_labels(path, name, assign, remove, on_disk,
+                                               cfg.push.keep_versions)
+        except ValueError as err:
+            raise click.ClickException(str(err)) from err
+        if not local:
+            click.echo(f"note: {entry.base_path} is not on this machine; versions not checked")
+    else:
+        current = dict(entry.version_labels)
+    click.echo(f"{path}: {name}")
+    for label, version in sorted(current.items()):
+        click.echo(f"  {label:<10} {version}")
+    if not current:
+        click.echo("  (no version labels)")
 
 
 def _wait_for_stop() -> None:

@@ -33,7 +33,7 @@ def _requested_version(store: ModelStore, spec) -> Optional[int]:
     if spec.name != store.model_name:
         raise NotFound(f"Servable not found for request: Latest({spec.name})")
     if spec.WhichOneof("version_choice") == "version_label":
-        raise BadRequest("version labels are not supported by this stand-in; set version")
+        return store.version_of_label(spec.version_label)
     return spec.version.value if spec.HasField("version") else None
 
 

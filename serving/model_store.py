@@ -3,7 +3,11 @@
 ``ModelStore`` polls ``<serving_dir>/<model_name>/`` for numeric version folders, loads the newest
 (``num_versions`` of them, TF Serving's "latest" policy) before unloading the one it replaces,
 keeps the previous version when a new one fails to load, and unloads a version whose folder
-disappears (the next newest takes over). Version states use TF Serving's names.
+disappears (the next newest takes over). A version's warmup requests
+(``assets.extra/tf_serving_warmup_requests``) are replayed before it is AVAILABLE; a failing one
+fails the load. Given a ``models.config`` (TF Serving's ``--model_config_file``), its version
+policy (``latest`` or ``specific``) and version labels are honoured and re-read on every poll.
+Version states use TF Serving's names.
 """
 from __future__ import annotations
 
@@ -13,8 +17,10 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
+from components.pusher import models_config
 from components.pusher.versions import versions as list_versions
-from serving.errors import ModelNotFound, NotFound
+from serving import warmup
+from serving.errors import BadRequest, ModelNotFound, NotFound
 from serving.saved_model import LoadedModel, is_version_dir
 
 log = logging.getLogger("lensflow.serving")
@@ -60,10 +66,14 @@ class ModelStore:
     """Loaded versions of one model plus their states; ``refresh`` is one poll of the folder."""
 
     def __init__(self, model_base: str, model_name: str, num_versions: int = 1,
-                 loader: Callable[[str, int], LoadedModel] = LoadedModel):
+                 loader: Callable[[str, int], LoadedModel] = LoadedModel,
+                 model_config_file: Optional[str] = None):
         self.model_base = model_base
         self.model_name = model_name
         self.num_versions = max(1, num_versions)
+        self.model_config_file = model_config_file
+        self.specific_versions: Optional[List[int]] = None
+        self.labels: Dict[str, int] = {}
         self._loader = loader
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
@@ -76,6 +86,7 @@ class ModelStore:
         A version that fails to load is skipped (and not retried), so the previous one keeps
         serving; new versions are loaded before the ones they replace are unloaded."""
         with self._refresh_lock:
+            self._read_model_config()
             on_disk = list_versions(self.model_base)
             while True:
                 wanted = self._wanted(on_disk)
@@ -88,10 +99,49 @@ class ModelStore:
                 if version not in wanted:
                     self._unload(version, "folder removed" if version not in on_disk else "superseded")
 
+    def _read_model_config(self) -> None:
+        """Version policy and labels of this model's entry in ``model_config_file``; a config
+        that cannot be read keeps the previous one (as TF Serving keeps a running config)."""
+        if not self.model_config_file:
+            return
+        try:
+            entry = models_config.entry(models_config.read(self.model_config_file),
+                                        self.model_name)
+        except Exception as err:  # noqa: BLE001 - a bad edit must not stop serving
+            log.error("ignoring %s: %s", self.model_config_file, err)
+            return
+        if entry is None:
+            log.error("ignoring %s: no entry for model %r", self.model_config_file, self.model_name)
+            return
+        policy = entry.model_version_policy
+        kind = policy.WhichOneof("policy_choice")
+        with self._lock:
+            self.specific_versions = sorted(policy.specific.versions) if kind == "specific" \
+                else None
+            if kind == "latest":
+                self.num_versions = max(1, policy.latest.num_versions)
+            elif kind == "all":
+                self.num_versions = 1 << 30
+            self.labels = dict(entry.version_labels)
+
     def _wanted(self, on_disk: List[int]) -> List[int]:
         with self._lock:
             failed = {v for v, s in self._states.items() if s.error_code != "OK"}
-        return [v for v in on_disk if v not in failed][-self.num_versions:]
+            specific = self.specific_versions
+        candidates = [v for v in on_disk if v not in failed]
+        if specific is not None:
+            return [v for v in candidates if v in specific]
+        return candidates[-self.num_versions:]
+
+    def version_of_label(self, label: str) -> int:
+        """The version ``label`` names in the model config (BadRequest when unknown)."""
+        with self._lock:
+            if label in self.labels:
+                return self.labels[label]
+            known = sorted(self.labels)
+        raise BadRequest(f"Unrecognized servable version label: {label}"
+                         + (f" (labels: {', '.join(known)})" if known else
+                            " (no version labels configured; serve with --model-config-file)"))
 
     def get(self, version: Optional[int] = None) -> LoadedModel:
         """The newest loaded version, or ``version`` (NotFound, in TF Serving's words, if absent)."""
@@ -137,6 +187,7 @@ class ModelStore:
         log.info("loading %s version %d from %s", self.model_name, version, path)
         try:
             model = self._loader(path, version)
+            replayed = warmup.replay(model, warmup.predict_requests(path))
         except Exception as err:  # a broken version must not take the server down
             log.error("failed to load %s version %d: %s", self.model_name, version, err)
             self._set(VersionStatus(version, END, "UNKNOWN", f"{type(err).__name__}: {err}"))
@@ -144,7 +195,8 @@ class ModelStore:
         with self._lock:
             self._loaded[version] = model
             self._states[version] = VersionStatus(version, AVAILABLE)
-        log.info("%s version %d is AVAILABLE", self.model_name, version)
+        log.info("%s version %d is AVAILABLE (%d warmup requests replayed)", self.model_name,
+                 version, replayed)
 
     def _unload(self, version: int, reason: str) -> None:
         with self._lock:

@@ -45,11 +45,10 @@ class RestApi:
         if not match:
             raise NotFound(f"Malformed request: {method} {path}")
         name, action = match["name"], match["action"] or ""
-        if match["label"]:
-            raise BadRequest("version labels are not supported by this stand-in; use /versions/N")
-        version = _version(match["version"])
         if name != self.store.model_name:
             raise NotFound(f"Servable not found for request: Latest({name})")
+        version = self.store.version_of_label(match["label"]) if match["label"] else \
+            _version(match["version"])
         if method == "GET" and action == "":
             return protos.to_json_dict(protos.status_response(self.store.status(version)))
         if method == "GET" and action == "/metadata":

@@ -26,8 +26,9 @@ class StandInServer:
 
     def __init__(self, model_base: str, model_name: str, host: str = "127.0.0.1",
                  rest_port: int = 8501, grpc_port: int = 8500, poll_seconds: float = 2.0,
-                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES):
-        self.store = ModelStore(model_base, model_name)
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+                 model_config_file: Optional[str] = None):
+        self.store = ModelStore(model_base, model_name, model_config_file=model_config_file)
         self.host = host
         self._ports = (rest_port, grpc_port)
         self._poll_seconds = poll_seconds

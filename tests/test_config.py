@@ -31,6 +31,11 @@ def test_component_subsets_carry_only_their_keys():
     ("image.color_mode", "cmyk", "image.color_mode"),
     ("evaluation.min_accuracy", 1.5, "min_accuracy"),
     ("data.split_buckets", {"train": 1}, "split_buckets"),
+    ("serving_check.timeout_seconds", 0, "serving_check.timeout_seconds"),
+    ("serving_check.timeout_seconds", "soon", "serving_check.timeout_seconds"),
+    ("serving_check.images_per_class", 0, "serving_check.images_per_class"),
+    ("serving_check.images_per_class", 50, "serving_check.images_per_class"),
+    ("serving_check.enabled", "yes", "serving_check.enabled"),
 ])
 def test_invalid_values_name_the_field(key, value, message):
     with pytest.raises(ConfigError, match=message):

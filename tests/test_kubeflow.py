@@ -24,7 +24,7 @@ ROOT = "gs://lensflow-test/kfp"
 DATA = "/mnt/data/shoes"
 COMPONENTS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
               "DataGate", "Transform", "Trainer", "ServingBaseline", "LensflowEvaluator",
-              "LensflowPusher"}
+              "ServingCheck", "LensflowPusher"}
 ENTRYPOINT = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
 CONFIG = {"kubeflow": {"data_path": DATA},
           "beam": {"direct_running_mode": "multi_processing", "direct_num_workers": 2}}

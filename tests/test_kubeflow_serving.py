@@ -10,6 +10,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 import kubernetes_validate
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
 from pipeline.config import REPO_ROOT, LensflowConfig, parse_volume
 
 KUBEFLOW = REPO_ROOT / "kubeflow"
@@ -38,6 +39,48 @@ def by_kind(objects, kind):
     return {obj["metadata"]["name"]: obj for obj in objects if obj["kind"] == kind}
 
 
+def tf_serving_messages():
+    """TF Serving's BatchingParameters (servables/tensorflow/session_bundle_config.proto) and
+    MonitoringConfig (config/monitoring_config.proto), which tensorflow-serving-api does not
+    ship: transcribed field for field, so the files parse as TF Serving parses them (text proto,
+    unknown fields rejected)."""
+    file = descriptor_pb2.FileDescriptorProto(name="lensflow_test_tf_serving.proto",
+                                              package="tensorflow.serving",
+                                              dependency=["google/protobuf/wrappers.proto"])
+    optional, repeated = (descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+                          descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED)
+    kinds = descriptor_pb2.FieldDescriptorProto
+    batching = file.message_type.add(name="BatchingParameters")
+    for number, name, wrapper in ((1, "max_batch_size", "Int64Value"),
+                                  (2, "batch_timeout_micros", "Int64Value"),
+                                  (3, "max_enqueued_batches", "Int64Value"),
+                                  (4, "num_batch_threads", "Int64Value"),
+                                  (5, "thread_pool_name", "StringValue")):
+        batching.field.add(name=name, number=number, label=optional, type=kinds.TYPE_MESSAGE,
+                           type_name=f".google.protobuf.{wrapper}")
+    batching.field.add(name="allowed_batch_sizes", number=6, label=repeated, type=kinds.TYPE_INT64)
+    batching.field.add(name="pad_variable_length_inputs", number=7, label=optional,
+                       type=kinds.TYPE_BOOL)
+    prometheus = file.message_type.add(name="PrometheusConfig")
+    prometheus.field.add(name="enable", number=1, label=optional, type=kinds.TYPE_BOOL)
+    prometheus.field.add(name="path", number=2, label=optional, type=kinds.TYPE_STRING)
+    monitoring = file.message_type.add(name="MonitoringConfig")
+    monitoring.field.add(name="prometheus_config", number=1, label=optional,
+                         type=kinds.TYPE_MESSAGE, type_name=".tensorflow.serving.PrometheusConfig")
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
+    pool.Add(file)
+    return {name: message_factory.MessageFactory(pool).GetPrototype(
+        pool.FindMessageTypeByName(f"tensorflow.serving.{name}"))
+        for name in ("BatchingParameters", "MonitoringConfig")}
+
+
+def parse_text(name, message_type):
+    message = message_type()
+    text_format.Parse((KUBEFLOW / "serving" / name).read_text(), message)
+    return message
+
+
 def models_config() -> model_server_config_pb2.ModelServerConfig:
     config = model_server_config_pb2.ModelServerConfig()
     text_format.Parse((KUBEFLOW / "serving" / "models.config").read_text(), config)
@@ -57,7 +100,44 @@ def test_models_config_serves_the_push_destination():
     assert entry.name == cfg.push.model_name
     assert entry.base_path == posixpath.join(cfg.kubeflow.serving_dir, cfg.push.model_name)
     assert entry.model_platform == "tensorflow"
-    assert entry.model_version_policy.latest.num_versions >= 1
+    assert entry.model_version_policy.WhichOneof("policy_choice") in ("latest", "specific")
+
+
+def test_models_config_labels_stable_and_canary_and_loads_exactly_those():
+    (entry,) = models_config().model_config_list.config
+    assert set(entry.version_labels) == {"stable", "canary"}
+    assert sorted(entry.model_version_policy.specific.versions) == \
+        sorted(set(entry.version_labels.values()))
+
+
+def test_batching_and_monitoring_files_parse_as_tf_serving_messages():
+    messages = tf_serving_messages()
+    batching = parse_text("batching.config", messages["BatchingParameters"])
+    assert batching.max_batch_size.value >= 1 and batching.num_batch_threads.value >= 1
+    assert 0 < batching.batch_timeout_micros.value <= 100_000
+    assert batching.max_enqueued_batches.value >= 1, "a bounded queue refuses overload"
+    monitoring = parse_text("monitoring.config", messages["MonitoringConfig"])
+    assert monitoring.prometheus_config.enable is True
+    assert monitoring.prometheus_config.path == "/monitoring/prometheus/metrics"
+    with pytest.raises(text_format.ParseError):
+        text_format.Parse("max_batch_sise { value: 1 }", messages["BatchingParameters"]())
+
+
+def test_labels_command_moves_the_cluster_config_without_local_versions(tmp_path):
+    from click.testing import CliRunner
+
+    from serving.cli import serve
+
+    path = tmp_path / "models.config"
+    path.write_text((KUBEFLOW / "serving" / "models.config").read_text())
+    result = CliRunner().invoke(serve, ["labels", "--file", str(path), "--set", "canary=1733150000"])
+    assert result.exit_code == 0, result.output
+    assert "versions not checked" in result.output
+    config = model_server_config_pb2.ModelServerConfig()
+    text_format.Parse(path.read_text(), config)
+    (entry,) = config.model_config_list.config
+    assert entry.version_labels["canary"] == 1733150000
+    assert path.read_text().startswith("# TF Serving model config"), "comments are kept"
 
 
 def test_serving_deployment_reads_the_claim_the_pipeline_pushes_to():
@@ -69,9 +149,17 @@ def test_serving_deployment_reads_the_claim_the_pipeline_pushes_to():
     (container,) = pod["containers"]
     assert container["image"] == "tensorflow/serving:2.16.1"
     assert container["args"] == ["--model_config_file=/models/models.config",
-                                 "--model_config_file_poll_wait_seconds=60"]
+                                 "--model_config_file_poll_wait_seconds=60",
+                                 "--allow_version_labels_for_unavailable_models=true",
+                                 "--enable_batching=true",
+                                 "--batching_parameters_file=/models/batching.config",
+                                 "--monitoring_config_file=/models/monitoring.config"]
     assert {p["containerPort"] for p in container["ports"]} == {8500, 8501}
-    assert container["readinessProbe"]["httpGet"]["path"] == f"/v1/models/{cfg.push.model_name}"
+    status_path = f"/v1/models/{cfg.push.model_name}"
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert container[probe]["httpGet"] == {"path": status_path, "port": "http"}, probe
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/path"] == "/monitoring/prometheus/metrics"
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     models_claim = volumes[mounts[cfg.kubeflow.serving_dir]]["persistentVolumeClaim"]["claimName"]
@@ -103,6 +191,8 @@ def test_kustomize_build_generates_the_models_config_map():
     generated = model_server_config_pb2.ModelServerConfig()
     text_format.Parse(config_maps[name]["data"]["models.config"], generated)
     assert generated == models_config()
+    assert set(config_maps[name]["data"]) == {"models.config", "batching.config",
+                                              "monitoring.config"}
     pod = by_kind(objects, "Deployment")["lensflow-serving"]["spec"]["template"]["spec"]
     assert {v["name"]: v for v in pod["volumes"]}["models-config"]["configMap"]["name"] == name
     assert {obj["metadata"].get("namespace") for obj in objects} == {"kubeflow"}

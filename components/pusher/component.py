@@ -1,4 +1,8 @@
-"""LensflowPusher: TFX's Pusher with atomic versions, retention and models.config."""
+"""LensflowPusher: TFX's Pusher with atomic versions, retention and models.config.
+
+With an ``infra_blessing`` from the serving check (``components/serving_check``) it pushes the
+folder that check served and validated (the trained model plus its warmup requests) instead of
+the Trainer's export, and only when both blessings say yes."""
 from __future__ import annotations
 
 import json
@@ -10,12 +14,13 @@ from tfx.components.pusher import executor as tfx_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
-from tfx.utils import proto_utils
+from tfx.utils import path_utils, proto_utils
 
 from components.pusher import models_config, versions
 
 
 ALREADY_SERVING = "already_serving"
+HAS_MODEL = "has_model"       # TFX's InfraBlessing flag: the blessing holds the model to push
 
 
 class Executor(tfx_executor.Executor):
@@ -36,20 +41,32 @@ class Executor(tfx_executor.Executor):
         base = destination.filesystem.base_directory
         custom = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}")
         keep = int(custom.get("keep_versions", 5))
-        model_path = self.GetModelPath(input_dict)
+        model_path = self.validated_model_path(input_dict)
         serving = versions.serving_copy_of(model_path, base)
         if serving is not None:
             model_push.set_int_custom_property(ALREADY_SERVING, 1)
             self._MarkPushed(model_push, pushed_destination=os.path.join(base, str(serving)),
                              pushed_version=str(serving))
             return
+        trained = os.path.dirname(self.GetModelPath(input_dict).rstrip("/"))
         record = {"training_fingerprint": custom.get("training_fingerprint", ""),
-                  "model_uri": os.path.dirname(model_path.rstrip("/")), "pushed_at": time.time()}
+                  "model_uri": trained, "pushed_at": time.time()}
         version, final = versions.publish_next(model_path, base, record=record)
-        versions.prune(base, keep)
-        models_config.update(custom.get("serving_dir", os.path.dirname(base)),
-                             custom.get("model_name", os.path.basename(base)), base, keep)
+        serving_dir = custom.get("serving_dir", os.path.dirname(base))
+        name = custom.get("model_name", os.path.basename(base))
+        versions.prune(base, keep, protected=models_config.protected_versions(serving_dir, name))
+        models_config.update(serving_dir, name, base, keep, newest=version)
         self._MarkPushed(model_push, pushed_destination=final, pushed_version=str(version))
+
+    def validated_model_path(self, input_dict) -> str:
+        """The serving check's copy of the model (with warmup requests) when it made one,
+        else the Trainer's export."""
+        checked = input_dict.get(standard_component_specs.INFRA_BLESSING_KEY)
+        if checked:
+            blessing = artifact_utils.get_single_instance(checked)
+            if blessing.get_int_custom_property(HAS_MODEL):
+                return path_utils.stamped_model_path(blessing.uri)
+        return self.GetModelPath(input_dict)
 
 
 class LensflowPusher(Pusher):

@@ -1,8 +1,16 @@
-"""TF Serving's ``models.config`` (ModelServerConfig text proto), kept in step with pushes."""
+"""TF Serving's ``models.config`` (ModelServerConfig text proto), kept in step with pushes, and
+its version labels (``stable``, ``canary``) that ``lensflow serve labels`` moves.
+
+Without labels a model's entry loads the newest versions (``latest`` policy). Once labels are
+set, the entry loads exactly the labelled versions plus the newest push (``specific`` policy, as
+in TF Serving's canary recipe), so a new push is loaded and can be labelled, and retention never
+deletes a labelled version (``protected_versions``).
+"""
 from __future__ import annotations
 
 import os
 import tempfile
+from typing import Dict, Iterable, List, Optional
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
@@ -19,23 +27,20 @@ def read(path: str) -> model_server_config_pb2.ModelServerConfig:
     return config
 
 
-def update(serving_dir: str, model_name: str, base_path: str, keep_versions: int) -> str:
-    """Add or refresh ``model_name``'s entry (TF Serving loads the newest ``min(keep_versions, 2)``);
-    written atomically and world-readable (a server may run as another user); return the path."""
-    path = os.path.join(serving_dir, CONFIG_FILE)
-    config = read(path)
-    entries = config.model_config_list.config
-    entry = next((e for e in entries if e.name == model_name), None) or entries.add()
-    entry.name = model_name
-    entry.base_path = base_path if "://" in base_path else os.path.abspath(base_path)
-    entry.model_platform = "tensorflow"
-    entry.model_version_policy.Clear()
-    entry.model_version_policy.latest.num_versions = max(1, min(keep_versions, 2))
-    os.makedirs(serving_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{CONFIG_FILE}.", dir=serving_dir)
+def entry(config: model_server_config_pb2.ModelServerConfig, model_name: str):
+    """``model_name``'s ModelConfig in ``config``, or None."""
+    return next((e for e in config.model_config_list.config if e.name == model_name), None)
+
+
+def write(path: str, config: model_server_config_pb2.ModelServerConfig, header: str = "") -> str:
+    """Write ``config`` atomically and world-readable (a server may run as another user), after
+    ``header`` (comment lines kept from the file it replaces); return the path."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=folder)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text_format.MessageToString(config))
+            fh.write(header + text_format.MessageToString(config))
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
@@ -43,3 +48,78 @@ def update(serving_dir: str, model_name: str, base_path: str, keep_versions: int
             os.unlink(tmp)
         raise
     return path
+
+
+def leading_comments(path: str) -> str:
+    """The comment lines at the top of ``path`` (kept when the file is rewritten)."""
+    if not os.path.exists(path):
+        return ""
+    lines = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.startswith("#"):
+                break
+            lines.append(line)
+    return "".join(lines)
+
+
+def set_policy(model, keep_versions: int, newest: Optional[int] = None) -> None:
+    """Labels absent: the newest ``min(keep_versions, 2)``; present: the labelled versions and
+    ``newest`` (``specific``)."""
+    model.model_version_policy.Clear()
+    labelled = set(model.version_labels.values())
+    if not labelled:
+        model.model_version_policy.latest.num_versions = max(1, min(keep_versions, 2))
+        return
+    wanted = labelled | ({newest} if newest is not None else set())
+    model.model_version_policy.specific.versions.extend(sorted(wanted))
+
+
+def update(serving_dir: str, model_name: str, base_path: str, keep_versions: int,
+           newest: Optional[int] = None) -> str:
+    """Add or refresh ``model_name``'s entry after a push of ``newest``, keeping its labels;
+    return the path."""
+    path = os.path.join(serving_dir, CONFIG_FILE)
+    config = read(path)
+    model = entry(config, model_name) or config.model_config_list.config.add()
+    model.name = model_name
+    model.base_path = base_path if "://" in base_path else os.path.abspath(base_path)
+    model.model_platform = "tensorflow"
+    set_policy(model, keep_versions, newest)
+    return write(path, config, leading_comments(path))
+
+
+def protected_versions(serving_dir: str, model_name: str) -> List[int]:
+    """Versions that ``models.config`` labels for ``model_name`` (never pruned)."""
+    model = entry(read(os.path.join(serving_dir, CONFIG_FILE)), model_name)
+    return sorted(set(model.version_labels.values())) if model is not None else []
+
+
+def set_labels(path: str, model_name: str, assign: Dict[str, int], remove: Iterable[str] = (),
+               on_disk: Optional[List[int]] = None, keep_versions: int = 2) -> Dict[str, int]:
+    """Move (``assign``) or drop (``remove``) version labels of ``model_name`` in ``path`` and
+    set the policy to match; ``on_disk`` (complete versions, when the base path is readable
+    here) must hold every labelled version. Returns the labels now set; ValueError names what
+    is wrong."""
+    config = read(path)
+    model = entry(config, model_name)
+    if model is None:
+        known = [e.name for e in config.model_config_list.config]
+        raise ValueError(f"{path} has no model named {model_name!r} (models: {known or 'none'})")
+    for label, version in assign.items():
+        if not label or not label.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"label {label!r}: use letters, digits, '-' and '_'")
+        if int(version) < 1:
+            raise ValueError(f"label {label}={version}: versions are positive integers")
+        if on_disk is not None and int(version) not in on_disk:
+            raise ValueError(f"label {label}={version}: no complete version {version} under "
+                             f"{model.base_path} (versions: {on_disk or 'none'})")
+    for label in remove:
+        if label not in model.version_labels:
+            raise ValueError(f"label {label!r} is not set (labels: {dict(model.version_labels)})")
+        del model.version_labels[label]
+    for label, version in assign.items():
+        model.version_labels[label] = int(version)
+    set_policy(model, keep_versions, on_disk[-1] if on_disk else None)
+    write(path, config, leading_comments(path))
+    return dict(model.version_labels)

@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from tfx.utils import io_utils
 
@@ -107,12 +107,15 @@ def publish_next(model_dir: str, model_base: str, now: Optional[float] = None,
                        f"after {MAX_CLAIM_ATTEMPTS} attempts")
 
 
-def prune(model_base: str, keep: int, stale_after: float = STALE_STAGING_SECONDS) -> List[int]:
-    """Delete all but the newest ``keep`` versions and staging folders older than
-    ``stale_after`` seconds (left by killed pushes; younger ones may be in progress); return
-    the removed versions."""
+def prune(model_base: str, keep: int, stale_after: float = STALE_STAGING_SECONDS,
+          protected: Sequence[int] = ()) -> List[int]:
+    """Delete all but the newest ``keep`` versions (never a ``protected`` one, e.g. labelled
+    ``stable``) and staging folders older than ``stale_after`` seconds (left by killed pushes;
+    younger ones may be in progress); return the removed versions."""
     removed = []
     for version in versions(model_base)[:-keep] if keep > 0 else []:
+        if version in protected:
+            continue
         shutil.rmtree(os.path.join(model_base, str(version)))
         removed.append(version)
     cutoff = time.time() - stale_after
