@@ -76,4 +76,12 @@ def render(r: Dict) -> str:
             "", f"p50 ratio {s['p50_ratio']:.2f}× (target ≤ {s['target_p50_ratio']}×: "
             f"{_verdict(s['p50_ratio'] <= s['target_p50_ratio'])}); batch-64 throughput ratio "
             f"{s['throughput_ratio']:.2f}.", ""]
+    if "serving_load" in r:
+        s = r["serving_load"]
+        refused = ", ".join(f"{k} {v}" for k, v in sorted(s["refused_as_expected"].items()))
+        out += ["## 6. Serving under load", ""] + _table(
+            ["server", "clients", "requests", "good/s", "p50 ms", "p99 ms", "refused (400)",
+             "unexpected", "still serving"],
+            [[s["server"], s["clients"], s["requests"], s["good_per_second"], s["p50_ms"],
+              s["p99_ms"], refused, s["unexpected"], s["still_serving"]]]) + [""]
     return "\n".join(out)

@@ -23,12 +23,13 @@ import yaml  # noqa: E402
 import bench_markdown  # noqa: E402
 import bench_pipeline  # noqa: E402
 import bench_serving  # noqa: E402
+import bench_serving_load  # noqa: E402
 import bench_throughput  # noqa: E402
 from components.image_example_gen import fashion_mnist  # noqa: E402
 from components.trainer import precision  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 
-ALL = ("pipeline", "ingestion", "trainer_input", "serving")
+ALL = ("pipeline", "ingestion", "trainer_input", "serving", "serving_load")
 
 
 def _args(argv=None):
@@ -44,6 +45,10 @@ def _args(argv=None):
                         help="default: the config's, or 128 without --config")
     parser.add_argument("--trainer-steps", type=int, default=300)
     parser.add_argument("--serving-repeats", type=int, default=300)
+    parser.add_argument("--load-clients", type=int, default=8,
+                        help="concurrent REST clients of the serving load check")
+    parser.add_argument("--load-requests", type=int, default=200,
+                        help="requests per client of the serving load check")
     parser.add_argument("--work", default="/tmp/lensflow-bench", help="scratch: data, home, logs")
     parser.add_argument("--out", default=os.path.join("benchmarks", "results"))
     parser.add_argument("--only", default=",".join(ALL),
@@ -110,6 +115,11 @@ def main(argv=None) -> dict:
         encoded = [open(p, "rb").read() for p in test_files]
         results["serving"] = {"model_dir": model_dir, **bench_serving.serving(
             model_dir, encoded, args.serving_repeats)}
+    if "serving_load" in wanted:
+        test_files = bench_throughput.image_files(os.path.join(data, "test"))[:256]
+        results["serving_load"] = bench_serving_load.serving_load(
+            cfg.serving_dir, cfg.push.model_name, [open(p, "rb").read() for p in test_files],
+            args.load_clients, args.load_requests)
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as fh:

@@ -169,6 +169,7 @@ def collect(metadata_path: str, run_id: Optional[str] = None, *, max_images: int
         "run_id": summary["run_id"], "summary": summary, "errors": errors,
         "generated_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "blessed": summary.get("blessed"), "pushed_model_dir": summary.get("pushed_model_dir"),
+        "serving_check": summary.get("serving_check"),
         "executions": summary.get("executions", {}),
     }
     missing = [k for k in ("examples_uri", "evaluation_uri", "model_uri", "model_run_uri")

@@ -10,7 +10,6 @@ requires the warmup and a canary request to be answered over REST and gRPC withi
 ``serving_check.timeout_seconds`` with the in-process outputs. The Pusher takes the artifact as
 ``infra_blessing`` and pushes exactly that copy, so the version that appears is the one checked.
 """
-from __future__ import annotations
 
 import json
 import logging

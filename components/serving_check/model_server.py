@@ -88,6 +88,13 @@ class ModelServer:
         raise ServerError(f"{self.kind} did not report the candidate AVAILABLE within the time "
                           f"limit: {self.log_tail()}")
 
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def state(self, version: int):
+        """(state, error message) of ``version`` as the server reports it, or (None, None)."""
+        return self._state(f"{self.rest_url}/v1/models/{self.model_name}/versions/{version}")
+
     @staticmethod
     def _state(url: str):
         try:

@@ -37,3 +37,13 @@ def test_file_names_and_reasons_are_escaped():
 def test_write_report_refuses_a_directory(tmp_path):
     with pytest.raises(IsADirectoryError, match="must be a file path"):
         render.write_report(str(tmp_path / "metadata.sqlite"), None, str(tmp_path))
+
+
+def test_a_refused_serving_check_says_why_the_model_was_not_pushed():
+    run = {**_partial_run([]), "blessed": True, "serving_check": {
+        "passed": False, "server": "lensflow serve (TF Serving stand-in)",
+        "reason": "could not load the candidate: warmup request 0 failed <here>"}}
+    html = render.render(run)
+    assert 'id="serving-check" class="fail">FAILED' in html
+    assert "warmup request 0 failed &lt;here&gt;" in html
+    assert "not pushed" in html
