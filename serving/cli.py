@@ -36,9 +36,10 @@ def _config_and_name(config_file, home, model_name):
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--poll-seconds", type=click.FloatRange(min=0.05), default=2.0, show_default=True,
               help="How often to look for new or removed versions.")
-@click.option("--batching-parameters-file", type=click.Path(),
-              help="Refused: the stand-in does not batch (each request runs as its own batch); "
-                   "the file is for tensorflow_model_server --enable_batching.")
+@click.option("--batching-parameters-file", type=click.Path(exists=True, dir_okay=False),
+              help="Batch concurrent requests as TF Serving's BatchingParameters file says "
+                   "(max_batch_size, batch_timeout_micros, max_enqueued_batches, "
+                   "num_batch_threads; see serving/batching.py) [no batching].")
 @click.pass_context
 def serve(ctx, home, config_file, model_dir, model_name, model_config_file, rest_port, grpc_port,
           host, poll_seconds, batching_parameters_file):
@@ -50,10 +51,9 @@ def serve(ctx, home, config_file, model_dir, model_name, model_config_file, rest
     labels."""
     if ctx.invoked_subcommand is not None:
         return
-    if batching_parameters_file:
-        raise click.UsageError("lensflow serve does not batch requests (each request runs as its "
-                               "own batch); --batching-parameters-file is for "
-                               "tensorflow_model_server --enable_batching")
+    from google.protobuf import text_format
+
+    from serving.batching import BatchingConfig
     from serving.errors import ModelNotFound
     from serving.model_store import resolve_model_base
     from serving.server import STAND_IN_NOTICE, StandInServer
@@ -68,8 +68,13 @@ def serve(ctx, home, config_file, model_dir, model_name, model_config_file, rest
     except ModelNotFound as err:
         raise click.UsageError(str(err)) from err
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        batching = BatchingConfig.from_file(batching_parameters_file) \
+            if batching_parameters_file else None
+    except (ValueError, text_format.ParseError) as err:
+        raise click.UsageError(f"--batching-parameters-file: {err}") from err
     server = StandInServer(base, name, host, rest_port, grpc_port, poll_seconds,
-                           model_config_file=model_config_file)
+                           model_config_file=model_config_file, batching=batching)
     try:
         server.start()
     except OSError as err:
@@ -77,7 +82,8 @@ def serve(ctx, home, config_file, model_dir, model_name, model_config_file, rest
     labels = ", ".join(f"{k}={v}" for k, v in sorted(server.store.labels.items()))
     click.echo(f"{STAND_IN_NOTICE}.\n  model: {name} from {base}\n"
                f"  REST: {server.rest_url}/v1/models/{name}\n  gRPC: {server.grpc_address}\n"
-               + (f"  labels: {labels}\n" if labels else "") + "  Ctrl-C to stop.")
+               + (f"  labels: {labels}\n" if labels else "")
+               + (f"  batching: {batching}\n" if batching else "") + "  Ctrl-C to stop.")
     _wait_for_stop()
     server.stop()
     click.echo("stopped")

@@ -65,7 +65,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         model = self.store.get(_requested_version(self.store, request.model_spec))
         inputs = {name: _to_array(name, proto) for name, proto in request.inputs.items()}
         signature = request.model_spec.signature_name or DEFAULT_SIGNATURE
-        outputs = model.predict(inputs, signature, list(request.output_filter) or None)
+        outputs = self.store.predict(model, inputs, signature,
+                                     list(request.output_filter) or None)
         response = predict_pb2.PredictResponse()
         response.model_spec.CopyFrom(protos.model_spec(self.store.model_name, model.version,
                                                        signature))

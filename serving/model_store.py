@@ -74,6 +74,7 @@ class ModelStore:
         self.model_config_file = model_config_file
         self.specific_versions: Optional[List[int]] = None
         self.labels: Dict[str, int] = {}
+        self.batcher = None         # a serving.batching.Batcher when batching is on
         self._loader = loader
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
@@ -132,6 +133,13 @@ class ModelStore:
         if specific is not None:
             return [v for v in candidates if v in specific]
         return candidates[-self.num_versions:]
+
+    def predict(self, model: LoadedModel, inputs, signature: Optional[str] = None,
+                output_filter: Optional[List[str]] = None):
+        """``model.predict``, through ``self.batcher`` when batching is on."""
+        if self.batcher is not None:
+            return self.batcher.predict(model, inputs, signature, output_filter)
+        return model.predict(inputs, signature, output_filter)
 
     def version_of_label(self, label: str) -> int:
         """The version ``label`` names in the model config (BadRequest when unknown)."""

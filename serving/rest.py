@@ -67,7 +67,8 @@ class RestApi:
             raise BadRequest("'signature_name' must be a string")
         model = self.store.get(version)
         inputs, fmt = json_codec.parse_predict_request(request, list(model.input_specs(signature)))
-        return json_codec.format_predict_response(model.predict(inputs, signature), fmt)
+        return json_codec.format_predict_response(self.store.predict(model, inputs, signature),
+                                                  fmt)
 
 
 def _version(text: Optional[str]) -> Optional[int]:

@@ -11,6 +11,7 @@ import logging
 import threading
 from typing import Optional
 
+from serving.batching import Batcher, BatchingConfig
 from serving.grpc_service import make_grpc_server
 from serving.model_store import ModelStore, Watcher
 from serving.rest import DEFAULT_MAX_REQUEST_BYTES, RestApi, make_http_server
@@ -27,8 +28,10 @@ class StandInServer:
     def __init__(self, model_base: str, model_name: str, host: str = "127.0.0.1",
                  rest_port: int = 8501, grpc_port: int = 8500, poll_seconds: float = 2.0,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-                 model_config_file: Optional[str] = None):
+                 model_config_file: Optional[str] = None,
+                 batching: Optional[BatchingConfig] = None):
         self.store = ModelStore(model_base, model_name, model_config_file=model_config_file)
+        self._batching = batching
         self.host = host
         self._ports = (rest_port, grpc_port)
         self._poll_seconds = poll_seconds
@@ -51,6 +54,8 @@ class StandInServer:
         """Load the newest version (if any), then start polling and both front ends."""
         log.warning(STAND_IN_NOTICE)
         self.store.refresh()
+        if self._batching is not None:
+            self.store.batcher = Batcher(self._batching)
         try:
             self._http = make_http_server(RestApi(self.store), self.host, self._ports[0],
                                           self._max_request_bytes)
@@ -77,6 +82,9 @@ class StandInServer:
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
+        if self.store.batcher is not None:
+            self.store.batcher.stop()
+            self.store.batcher = None
         if self._grpc is not None:
             self._grpc.stop(grace=1).wait()
             self._grpc = None

@@ -10,8 +10,8 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 import kubernetes_validate
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
 from pipeline.config import REPO_ROOT, LensflowConfig, parse_volume
+from serving import tf_serving_config
 
 KUBEFLOW = REPO_ROOT / "kubeflow"
 KUSTOMIZATIONS = [KUBEFLOW / "serving", KUBEFLOW / "data"]
@@ -37,48 +37,6 @@ def kustomize(folder):
 
 def by_kind(objects, kind):
     return {obj["metadata"]["name"]: obj for obj in objects if obj["kind"] == kind}
-
-
-def tf_serving_messages():
-    """TF Serving's BatchingParameters (servables/tensorflow/session_bundle_config.proto) and
-    MonitoringConfig (config/monitoring_config.proto), which tensorflow-serving-api does not
-    ship: transcribed field for field, so the files parse as TF Serving parses them (text proto,
-    unknown fields rejected)."""
-    file = descriptor_pb2.FileDescriptorProto(name="lensflow_test_tf_serving.proto",
-                                              package="tensorflow.serving",
-                                              dependency=["google/protobuf/wrappers.proto"])
-    optional, repeated = (descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
-                          descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED)
-    kinds = descriptor_pb2.FieldDescriptorProto
-    batching = file.message_type.add(name="BatchingParameters")
-    for number, name, wrapper in ((1, "max_batch_size", "Int64Value"),
-                                  (2, "batch_timeout_micros", "Int64Value"),
-                                  (3, "max_enqueued_batches", "Int64Value"),
-                                  (4, "num_batch_threads", "Int64Value"),
-                                  (5, "thread_pool_name", "StringValue")):
-        batching.field.add(name=name, number=number, label=optional, type=kinds.TYPE_MESSAGE,
-                           type_name=f".google.protobuf.{wrapper}")
-    batching.field.add(name="allowed_batch_sizes", number=6, label=repeated, type=kinds.TYPE_INT64)
-    batching.field.add(name="pad_variable_length_inputs", number=7, label=optional,
-                       type=kinds.TYPE_BOOL)
-    prometheus = file.message_type.add(name="PrometheusConfig")
-    prometheus.field.add(name="enable", number=1, label=optional, type=kinds.TYPE_BOOL)
-    prometheus.field.add(name="path", number=2, label=optional, type=kinds.TYPE_STRING)
-    monitoring = file.message_type.add(name="MonitoringConfig")
-    monitoring.field.add(name="prometheus_config", number=1, label=optional,
-                         type=kinds.TYPE_MESSAGE, type_name=".tensorflow.serving.PrometheusConfig")
-    pool = descriptor_pool.DescriptorPool()
-    pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
-    pool.Add(file)
-    return {name: message_factory.MessageFactory(pool).GetPrototype(
-        pool.FindMessageTypeByName(f"tensorflow.serving.{name}"))
-        for name in ("BatchingParameters", "MonitoringConfig")}
-
-
-def parse_text(name, message_type):
-    message = message_type()
-    text_format.Parse((KUBEFLOW / "serving" / name).read_text(), message)
-    return message
 
 
 def models_config() -> model_server_config_pb2.ModelServerConfig:
@@ -111,16 +69,17 @@ def test_models_config_labels_stable_and_canary_and_loads_exactly_those():
 
 
 def test_batching_and_monitoring_files_parse_as_tf_serving_messages():
-    messages = tf_serving_messages()
-    batching = parse_text("batching.config", messages["BatchingParameters"])
+    batching = tf_serving_config.parse(str(KUBEFLOW / "serving" / "batching.config"),
+                                       tf_serving_config.BatchingParameters)
     assert batching.max_batch_size.value >= 1 and batching.num_batch_threads.value >= 1
     assert 0 < batching.batch_timeout_micros.value <= 100_000
     assert batching.max_enqueued_batches.value >= 1, "a bounded queue refuses overload"
-    monitoring = parse_text("monitoring.config", messages["MonitoringConfig"])
+    monitoring = tf_serving_config.parse(str(KUBEFLOW / "serving" / "monitoring.config"),
+                                         tf_serving_config.MonitoringConfig)
     assert monitoring.prometheus_config.enable is True
     assert monitoring.prometheus_config.path == "/monitoring/prometheus/metrics"
     with pytest.raises(text_format.ParseError):
-        text_format.Parse("max_batch_sise { value: 1 }", messages["BatchingParameters"]())
+        text_format.Parse("max_batch_sise { value: 1 }", tf_serving_config.BatchingParameters())
 
 
 def test_labels_command_moves_the_cluster_config_without_local_versions(tmp_path):

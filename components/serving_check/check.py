@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
+from tfx.utils import io_utils
 
 from components.serving_check.model_server import ModelServer, ServerError, find_binary
 from components.transform import features
@@ -80,20 +81,22 @@ def _ask(predictor, images: Sequence[bytes], where: str) -> client.Prediction:
 def run(model_dir: str, model_name: str, warmup: Sequence[predict_pb2.PredictRequest],
         canary: Sequence[bytes], timeout_seconds: float, binary: Optional[str] = None,
         workdir: Optional[str] = None) -> CheckResult:
-    """Serve ``model_dir`` (warmup file included) as version 1 of ``model_name`` and check it;
+    """Serve a local copy of ``model_dir`` (warmup file included) as version 1 of ``model_name``
+    and check it against the same copy loaded in-process;
     ``binary`` defaults to ``tensorflow_model_server`` on PATH, else ``lensflow serve``."""
     started = time.monotonic()
     deadline = started + timeout_seconds
     binary = binary or find_binary()
     scratch = tempfile.mkdtemp(prefix="serving-check-", dir=workdir)
     base = os.path.join(scratch, model_name)
-    shutil.copytree(model_dir, os.path.join(base, str(CHECK_VERSION)))
+    local = os.path.join(base, str(CHECK_VERSION))
+    io_utils.copy_dir(model_dir, local)      # model_dir may be remote (gs://, s3:// on Kubeflow)
     server = ModelServer(base, model_name, os.path.join(scratch, "server.log"), binary)
     result = CheckResult(False, server.kind)
     try:
         with server:
             result.load_seconds = server.wait_available(deadline, CHECK_VERSION)
-            result.answered = _answer_all(server, model_dir, model_name, warmup, canary, deadline)
+            result.answered = _answer_all(server, local, model_name, warmup, canary, deadline)
         result.passed = True
     except (CheckFailed, ServerError) as err:
         result.reason = str(err)

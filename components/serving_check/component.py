@@ -15,6 +15,7 @@ import json
 import logging
 import os
 
+import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.types import standard_artifacts
 from tfx.utils import io_utils, path_utils
@@ -22,7 +23,7 @@ from tfx.utils import io_utils, path_utils
 from components.pusher.component import HAS_MODEL
 from components.serving_check import check, requests
 from serving import warmup
-from serving.saved_model import read_class_names
+from components.transform import features
 
 BLESSED = "blessed"
 SERVER = "server"
@@ -32,6 +33,15 @@ WARMUP_SPLIT = "eval"
 NO_SERVER = "none (serving_check.enabled=false)"
 
 log = logging.getLogger(__name__)
+
+
+def _class_names(model_dir: str) -> list:
+    """The model's class vocabulary ([] when absent); ``model_dir`` may be remote."""
+    path = os.path.join(model_dir, features.CLASS_NAMES_FILE)
+    if not tf.io.gfile.exists(path):
+        return []
+    with tf.io.gfile.GFile(path) as fh:
+        return [str(name) for name in json.load(fh)]
 
 
 def _record(blessing, result: check.CheckResult, warmup_count: int) -> None:
@@ -66,7 +76,7 @@ def ServingCheck(examples: tfx.dsl.components.InputArtifact[standard_artifacts.E
         return
     model_dir = path_utils.serving_model_path(model.uri)
     try:
-        sample = requests.sample_images(examples, WARMUP_SPLIT, read_class_names(model_dir) or [],
+        sample = requests.sample_images(examples, WARMUP_SPLIT, _class_names(model_dir),
                                         images_per_class)
     except ValueError as err:
         _record(infra_blessing, check.CheckResult(False, "none", str(err)), 0)

@@ -2,7 +2,6 @@
 version (TF Serving's PredictionLog format, ``serving/warmup.py``) and a held-out canary."""
 from __future__ import annotations
 
-import glob
 import os
 from collections import defaultdict
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ class Sample:
 
 
 def _records(split_uri: str):
-    for path in sorted(glob.glob(os.path.join(split_uri, "*"))):
+    for path in sorted(tf.io.gfile.glob(os.path.join(split_uri, "*"))):
         compression = "GZIP" if path.endswith(".gz") else ""
         for record in tf.data.TFRecordDataset(path, compression_type=compression).as_numpy_iterator():
             yield record
@@ -35,6 +34,8 @@ def _records(split_uri: str):
 def sample_images(examples, split: str, class_names: Sequence[str], per_class: int) -> Sample:
     """The first ``per_class`` + 1 images of every class in ``split`` of the Examples artifact
     (the order ingestion wrote them in); ValueError when a class has none."""
+    if not class_names:
+        raise ValueError("the model has no class names (assets.extra/class_names.json)")
     found: Dict[str, List[bytes]] = defaultdict(list)
     wanted = set(class_names)
     for record in _records(artifact_utils.get_split_uri([examples], split)):
