@@ -15,7 +15,7 @@ import os
 import sys
 import tempfile
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -28,12 +28,16 @@ from serving.saved_model import MAX_STRING_BYTES  # noqa: E402
 
 
 def serving_load(model_dir: str, model_name: str, images: List[bytes], clients: int = 8,
-                 requests_per_client: int = 200, max_seconds: float = 900.0) -> Dict:
-    """Start the stand-in on ``model_dir`` (a serving dir or model base), load it, stop it."""
+                 requests_per_client: int = 200, max_seconds: float = 900.0,
+                 batching_file: Optional[str] = None) -> Dict:
+    """Start the stand-in on ``model_dir`` (a serving dir or model base; batching as
+    ``batching_file`` says, if given), load it, stop it."""
     base = resolve_model_base(model_dir, model_name)
     expected = [int(i) for i in LocalPredictor(base, model_name).predict(images).class_ids]
     with tempfile.TemporaryDirectory() as scratch:
-        server = ModelServer(base, model_name, os.path.join(scratch, "serve.log"))
+        extra = ["--batching-parameters-file", batching_file] if batching_file else []
+        server = ModelServer(base, model_name, os.path.join(scratch, "serve.log"),
+                             extra_args=extra)
         with server:
             version = _newest(base)
             load_seconds = server.wait_available(time.monotonic() + 300, version=version)
@@ -42,7 +46,8 @@ def serving_load(model_dir: str, model_name: str, images: List[bytes], clients: 
                               bad_every=10, oversized_bytes=MAX_STRING_BYTES + 1,
                               max_seconds=max_seconds)
             alive = server.running() and server.state(version)[0] == "AVAILABLE"
-    return {"server": server.kind, "model_base": base, "images": len(images),
+    return {"server": server.kind, "batching": batching_file, "model_base": base,
+            "images": len(images),
             "load_seconds": round(load_seconds, 2), "still_serving": alive, **result.summary()}
 
 
@@ -60,11 +65,15 @@ def main(argv=None) -> Dict:
     parser.add_argument("--max-images", type=int, default=256)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=200, help="per client")
+    parser.add_argument("--batching-parameters-file",
+                        help="TF Serving batching file for the stand-in "
+                             "(e.g. kubeflow/serving/batching.config)")
     args = parser.parse_args(argv)
     paths = sorted(glob.glob(os.path.join(args.images, "**", "*.png"), recursive=True))
     images = [open(p, "rb").read() for p in paths[:: max(1, len(paths) // args.max_images)]]
     out = serving_load(args.model_dir, args.model_name, images[: args.max_images],
-                       args.clients, args.requests)
+                       args.clients, args.requests,
+                       batching_file=args.batching_parameters_file)
     print(json.dumps(out, indent=2))
     return out
 

@@ -119,7 +119,8 @@ def main(argv=None) -> dict:
         test_files = bench_throughput.image_files(os.path.join(data, "test"))[:256]
         results["serving_load"] = bench_serving_load.serving_load(
             cfg.serving_dir, cfg.push.model_name, [open(p, "rb").read() for p in test_files],
-            args.load_clients, args.load_requests)
+            args.load_clients, args.load_requests,
+            batching_file=os.path.join("kubeflow", "serving", "batching.config"))
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as fh:

@@ -259,7 +259,7 @@ def test_submit_compiles_a_missing_package_and_can_switch_the_cache_off(tmp_path
     result, state = submit(["--package", str(package), "--image", IMAGE,
                             "--pipeline-root", ROOT, "--no-cache"])
     assert result.exit_code == 0, result.output
-    assert package.exists() and "compiled 10 components" in result.output
+    assert package.exists() and "compiled 11 components" in result.output
     (run,) = state.calls("POST", "/runs")
     spec = run.body["pipeline_spec"]["pipeline_spec"]
     executors = spec["deploymentSpec"]["executors"].values()

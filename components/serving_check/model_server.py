@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 REAL_BINARY = "tensorflow_model_server"
 STAND_IN = "lensflow serve (TF Serving stand-in)"
@@ -38,9 +38,10 @@ class ModelServer:
     """One server process serving ``model_base`` (holding numeric versions) as ``model_name``."""
 
     def __init__(self, model_base: str, model_name: str, log_path: str,
-                 binary: Optional[str] = None):
+                 binary: Optional[str] = None, extra_args: Sequence[str] = ()):
         self.model_base, self.model_name, self.log_path = model_base, model_name, log_path
         self.binary = binary
+        self.extra_args = list(extra_args)
         self.kind = REAL_BINARY if binary else STAND_IN
         self.rest_port, self.grpc_port = free_port(), free_port()
         self._proc: Optional[subprocess.Popen] = None
@@ -58,11 +59,11 @@ class ModelServer:
         if self.binary:
             return [self.binary, f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}",
                     f"--model_name={self.model_name}", f"--model_base_path={self.model_base}",
-                    "--file_system_poll_wait_seconds=1"]
+                    "--file_system_poll_wait_seconds=1", *self.extra_args]
         return [sys.executable, "-m", "pipeline.cli", "serve", "--model-dir", self.model_base,
                 "--model-name", self.model_name, "--host", "127.0.0.1",
                 "--rest-port", str(self.rest_port), "--grpc-port", str(self.grpc_port),
-                "--poll-seconds", "0.5"]
+                "--poll-seconds", "0.5", *self.extra_args]
 
     def start(self) -> "ModelServer":
         self._log = open(self.log_path, "wb")
