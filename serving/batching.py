@@ -53,6 +53,13 @@ class BatchingConfig:
         return cls(**values)
 
 
+def _array(value) -> np.ndarray:
+    """``value`` as an array; bytes stay Python objects (fixed-width ``S`` arrays would drop
+    trailing NUL bytes of an image)."""
+    array = np.asarray(value)
+    return np.array(value, dtype=object) if array.dtype.kind in "SU" else array
+
+
 @dataclass
 class _Task:
     model: Any
@@ -87,7 +94,7 @@ class Batcher:
     def predict(self, model, inputs: Dict[str, Any], signature: Optional[str] = None,
                 output_filter: Optional[List[str]] = None) -> Dict[str, np.ndarray]:
         """``model.predict`` through the queue (directly when it cannot be batched)."""
-        arrays = {name: np.asarray(value) for name, value in inputs.items()}
+        arrays = {name: _array(value) for name, value in inputs.items()}
         sizes = {a.shape[0] if a.ndim else -1 for a in arrays.values()}
         if output_filter or len(sizes) != 1 or min(sizes) < 1 or \
                 min(sizes) > self.config.max_batch_size:
