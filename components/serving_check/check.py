@@ -100,6 +100,8 @@ def run(model_dir: str, model_name: str, warmup: Sequence[predict_pb2.PredictReq
         result.passed = True
     except (CheckFailed, ServerError) as err:
         result.reason = str(err)
+    except Exception as err:  # noqa: BLE001 - an unforeseen failure refuses, with its reason
+        result.reason = f"the check could not complete: {type(err).__name__}: {err}"
     finally:
         result.seconds = time.monotonic() - started
         shutil.rmtree(scratch, ignore_errors=True)

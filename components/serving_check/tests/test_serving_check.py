@@ -167,3 +167,17 @@ def test_the_real_tensorflow_model_server_answers_like_the_model(pushed):
                        images, timeout_seconds=300, binary=binary)
     assert result.passed, result.reason
     assert result.server == model_server.REAL_BINARY
+
+
+def test_the_run_summary_says_why_a_checked_candidate_was_not_pushed():
+    from pipeline.summary import format_text
+
+    text = format_text({"run_id": "r", "blessed": True, "pushed_model_dir": None,
+                        "serving_check": {"passed": False, "server": model_server.STAND_IN,
+                                          "reason": "could not load the candidate: boom"}})
+    assert "model BLESSED" in text
+    assert "serving check FAILED: could not load the candidate: boom" in text
+    assert "pushed model: not pushed" in text
+    passed = format_text({"run_id": "r", "serving_check": {
+        "passed": True, "server": model_server.STAND_IN, "reason": "", "seconds": 12.5}})
+    assert f"serving check PASSED on {model_server.STAND_IN} in 12.5s" in passed
