@@ -82,6 +82,7 @@ def render(r: Dict) -> str:
         out += ["## 6. Serving under load", ""] + _table(
             ["server", "clients", "requests", "good/s", "p50 ms", "p99 ms", "refused (400)",
              "unexpected", "still serving"],
-            [[s["server"], s["clients"], s["requests"], s["good_per_second"], s["p50_ms"],
-              s["p99_ms"], refused, s["unexpected"], s["still_serving"]]]) + [""]
+            [[str(v) for v in (s["server"] + (" + batching" if s.get("batching") else ""),
+                               s["clients"], s["requests"], s["good_per_second"], s["p50_ms"],
+                               s["p99_ms"], refused, s["unexpected"], s["still_serving"])]]) + [""]
     return "\n".join(out)

@@ -27,7 +27,7 @@ import bench_serving_load  # noqa: E402
 import bench_throughput  # noqa: E402
 from components.image_example_gen import fashion_mnist  # noqa: E402
 from components.trainer import precision  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
+from pipeline.config import REPO_ROOT, load_config  # noqa: E402
 
 ALL = ("pipeline", "ingestion", "trainer_input", "serving", "serving_load")
 
@@ -120,7 +120,7 @@ def main(argv=None) -> dict:
         results["serving_load"] = bench_serving_load.serving_load(
             cfg.serving_dir, cfg.push.model_name, [open(p, "rb").read() for p in test_files],
             args.load_clients, args.load_requests,
-            batching_file=os.path.join("kubeflow", "serving", "batching.config"))
+            batching_file=str(REPO_ROOT / "kubeflow" / "serving" / "batching.config"))
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as fh:
