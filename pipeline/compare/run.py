@@ -63,9 +63,11 @@ def default_out_dir(cfg: LensflowConfig) -> str:
 def base_config(cfg: LensflowConfig, plan: ComparePlan, out_dir: str
                 ) -> tuple[LensflowConfig, Optional[compare_subset.Subset]]:
     """The user's config pointed at the comparison's pipeline, serving folder and data (the
-    subset manifest, written into ``out_dir``, when ``plan.subset`` is set)."""
+    subset manifest, written into ``out_dir``, when ``plan.subset`` is set). Its pushes are
+    never served, so no model server is started to check them (``serving_check.enabled``)."""
     overrides: Dict[str, Any] = {"pipeline_name": pipeline_name(cfg, plan.subset),
-                                 "push.serving_dir": os.path.join(out_dir, "serving")}
+                                 "push.serving_dir": os.path.join(out_dir, "serving"),
+                                 "serving_check.enabled": False}
     subset = None
     if plan.subset is not None:
         buckets = {**cfg.data.split_buckets, "test": cfg.data.split_buckets.get("test", 1)}
