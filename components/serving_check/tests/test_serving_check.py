@@ -181,3 +181,21 @@ def test_the_run_summary_says_why_a_checked_candidate_was_not_pushed():
     passed = format_text({"run_id": "r", "serving_check": {
         "passed": True, "server": model_server.STAND_IN, "reason": "", "seconds": 12.5}})
     assert f"serving check PASSED on {model_server.STAND_IN} in 12.5s" in passed
+
+
+def test_disabled_check_writes_the_warmup_but_starts_no_server(e2e, tmp_path):
+    from components.serving_check.component import NO_SERVER
+
+    model = standard_artifacts.Model()
+    model.uri = e2e.summary["model_uri"]
+    infra_blessing = _artifact(standard_artifacts.InfraBlessing, tmp_path / "infra")
+    ServingCheck.EXECUTOR_SPEC.executor_class().Do(
+        {"examples": [_examples(e2e)], "model": [model],
+         "model_blessing": [_artifact(standard_artifacts.ModelBlessing, tmp_path / "b", blessed=1)]},
+        {"infra_blessing": [infra_blessing]},
+        {"model_name": "lensflow", "timeout_seconds": 60.0, "images_per_class": 1,
+         "start_server": 0})
+    assert infra_blessing.get_int_custom_property("blessed") == 1
+    assert infra_blessing.get_string_custom_property("server") == NO_SERVER
+    stamped = path_utils.stamped_model_path(infra_blessing.uri)
+    assert len(warmup.predict_requests(stamped)) == len(e2e.summary["classes"]) + 1
