@@ -1,5 +1,6 @@
 """``lensflow predict`` from each source (local SavedModel, REST, gRPC) gives the in-process
 answer; ``lensflow serve`` starts, answers and stops cleanly; bad use gets clear errors."""
+import base64
 import json
 import os
 import queue
@@ -162,6 +163,39 @@ def test_serve_command_starts_answers_and_stops(serving_copy):
             "status": {"error_code": "OK", "error_message": ""}}
         proc.send_signal(signal.SIGTERM)
         assert "stopped" in _read_until(lines, "stopped", timeout=60)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+def test_serve_reads_labels_and_batching_from_the_config_files(serving_copy, sample_images):
+    """``lensflow serve --model-config-file`` takes the base path and labels from models.config
+    and batches as the cluster's batching file says."""
+    from components.pusher import models_config, versions
+
+    base, name, version = serving_copy
+    config = models_config.update(os.path.dirname(base), name, base, 5, newest=version)
+    models_config.set_labels(config, name, {"stable": version}, on_disk=versions.versions(base))
+    command = [sys.executable, "-c", "from serving.cli import serve; serve()",
+               "--model-config-file", config, "--model-name", name,
+               "--batching-parameters-file",
+               str(REPO_ROOT / "kubeflow" / "serving" / "batching.config"),
+               "--rest-port", "0", "--grpc-port", "0", "--poll-seconds", "0.2"]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_USE_LEGACY_KERAS": "1"}
+    proc = subprocess.Popen(command, cwd=str(REPO_ROOT), env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    lines = queue.Queue()
+    threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
+    try:
+        banner = _read_until(lines, "Ctrl-C", timeout=120)
+        assert f"labels: stable={version}" in banner and "batching: BatchingConfig" in banner
+        url = next(w for w in banner.split() if w.startswith("http://"))
+        status, body = http(f"{url}/labels/stable:predict", "POST", {"instances": [
+            {"b64": base64.b64encode(sample_images[0][1]).decode()}]})
+        assert status == 200, body
+        proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
