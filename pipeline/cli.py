@@ -149,15 +149,16 @@ def summary(home, config_file, run_id, as_json):
 def models(home, config_file, as_json):
     """List model families and backbones, with where each backbone's weights come from."""
     from components.trainer.backbones import list_backbones
-    from components.trainer.models import DESCRIPTIONS
+    from pipeline.registry import FAMILIES
 
     cfg = make_config(config_file, home)
     backbones = list_backbones(cfg.weights_cache_dir)
+    families = {name: family.description for name, family in FAMILIES.items()}
     if as_json:
-        click.echo(json.dumps({"families": DESCRIPTIONS, "backbones": backbones}, indent=2))
+        click.echo(json.dumps({"families": families, "backbones": backbones}, indent=2))
         return
     click.echo("model families (--model):")
-    for name, text in DESCRIPTIONS.items():
+    for name, text in families.items():
         click.echo(f"  {name:<13} {text}")
     click.echo("backbones for --model transfer (--backbone), weights='imagenet':")
     for entry in backbones:

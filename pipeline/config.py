@@ -25,6 +25,8 @@ import yaml
 from pydantic import ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
 
+from pipeline.registry import FAMILIES
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = REPO_ROOT / "data" / "sample" / "fashion_mnist"
 CURATED_SCHEMA = REPO_ROOT / "schemas" / "schema.pbtxt"
@@ -209,7 +211,7 @@ class LensflowConfig:
         """Per-channel normalisation; off by default for ``transfer``, whose backbone
         applies the preprocessing its ImageNet weights expect to [0, 1] pixels."""
         if self.image.normalize is None:
-            return self.model.family != "transfer"
+            return FAMILIES[self.model.family].normalize
         return bool(self.image.normalize)
 
     # ---- derived locations ------------------------------------------------
@@ -321,14 +323,14 @@ def set_dotted(raw: Dict[str, Any], key: str, value: Any) -> None:
 
 def choices(key: str) -> Tuple[str, ...]:
     """Allowed values of a dotted config key with a closed set (``"model.family"``)."""
-    return _CHOICES[tuple(key.split("."))]
+    return tuple(_CHOICES[tuple(key.split("."))])
 
 
 _CHOICES = {
     ("image", "color_mode"): ("grayscale", "rgb"),
     ("image", "resize_policy"): ("stretch", "pad", "crop"),
     ("augment", "preset"): ("none", "light", "standard"),
-    ("model", "family"): ("baseline_cnn", "transfer", "filter_bank", "compact_resnet"),
+    ("model", "family"): FAMILIES,
     ("model", "filter_mode"): ("fixed", "init"),
     ("train", "optimizer"): ("adam", "adamw", "sgd"),
     ("train", "lr_schedule"): ("constant", "cosine"),
@@ -374,9 +376,9 @@ def _validate_model(cfg: LensflowConfig) -> None:
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in model.depths):
         raise ConfigError(f"model.depths={model.depths!r}; expected one integer >= 0 (residual "
                           f"blocks) per entry of model.widths={model.widths!r}")
-    if model.family == "compact_resnet" and 2 ** (len(model.widths) - 1) > cfg.image.size:
-        raise ConfigError(f"model.widths has {len(model.widths)} stages, each halving the image; "
-                          f"too many for image.size={cfg.image.size}")
+    problem = FAMILIES[model.family].check(cfg) if FAMILIES[model.family].check else None
+    if problem:
+        raise ConfigError(problem)
     if model.flip_tta and not cfg.augment.allow_orientation_changes:
         raise ConfigError("model.flip_tta averages over horizontal mirrors, but "
                           "augment.allow_orientation_changes is false for this dataset")
