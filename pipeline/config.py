@@ -25,7 +25,7 @@ import yaml
 from pydantic import ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
 
-from pipeline.registry import FAMILIES
+from pipeline.registry import AUGMENT_OPS, AUGMENT_PRESETS, FAMILIES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = REPO_ROOT / "data" / "sample" / "fashion_mnist"
@@ -73,7 +73,8 @@ class ImageConfig:
 
 @dataclass
 class AugmentConfig:
-    """Training-only augmentation; ``preset`` fills strengths not set explicitly."""
+    """Training-only augmentation; ``preset`` fills strengths not set explicitly. One field per op
+    of ``AUGMENT_OPS`` in ``pipeline/registry.py`` (checked when this module is imported)."""
 
     preset: str = "none"
     allow_orientation_changes: bool = True
@@ -87,6 +88,11 @@ class AugmentConfig:
     crop_padding: Optional[NonNegative] = None
     erasing: Optional[Fraction] = None
     seed: int = 1234
+
+
+_AUGMENT_SETTINGS = {"preset", "allow_orientation_changes", "seed"}
+if set(AugmentConfig.__dataclass_fields__) - _AUGMENT_SETTINGS != set(AUGMENT_OPS):
+    raise ImportError("AugmentConfig's op fields and pipeline/registry.py's AUGMENT_OPS differ")
 
 
 @dataclass
@@ -329,7 +335,7 @@ def choices(key: str) -> Tuple[str, ...]:
 _CHOICES = {
     ("image", "color_mode"): ("grayscale", "rgb"),
     ("image", "resize_policy"): ("stretch", "pad", "crop"),
-    ("augment", "preset"): ("none", "light", "standard"),
+    ("augment", "preset"): AUGMENT_PRESETS,
     ("model", "family"): FAMILIES,
     ("model", "filter_mode"): ("fixed", "init"),
     ("train", "optimizer"): ("adam", "adamw", "sgd"),

@@ -1,10 +1,12 @@
-"""The model families lensflow can train: one entry each, holding everything that defines it.
+"""The kinds of things lensflow is built from -- model families and augmentation ops -- one
+entry each, holding everything that defines it.
 
 This module sits at the bottom beside the config (it imports no TensorFlow): the config takes
 its choices from here, the Trainer its builders (by module path, imported when a model is built),
 the precision policy its exceptions, Transform its normalisation default, ``lensflow models`` and
-the docs their table. Adding a family is one builder file under ``components/trainer/models/``
-and one ``Family`` below.
+the docs their table; the augmentation policy its ops and presets. Adding a family is one builder
+file under ``components/trainer/models/`` and one ``Family`` below; an op is one layer and one
+``AugmentOp`` (plus its ``augment.<name>`` field in the config schema).
 """
 from __future__ import annotations
 
@@ -76,3 +78,45 @@ FAMILIES: Dict[str, Family] = {family.name: family for family in (
            "BN residual CNN, widest layers on the smallest maps (model.widths, model.depths)",
            "components.trainer.models.compact_resnet:build", check=_stages_fit),
 )}
+
+
+@dataclass(frozen=True)
+class AugmentOp:
+    """A training-only augmentation op, set by ``augment.<name>`` (a strength, or true for flips).
+
+    ``orientation``: it mirrors or rotates, so ``augment.allow_orientation_changes: false`` drops it.
+    ``flip``: the direction it adds to the one ``RandomFlip`` layer; otherwise ``layer`` is the
+    ``"module:function"`` of ``(value, seed) -> Keras layer``, seeded at ``seed + seed_offset``.
+    Ops are applied in the order below.
+    """
+
+    name: str
+    orientation: bool = False
+    flip: str = ""
+    layer: str = ""
+    seed_offset: int = 0
+
+    def load_layer(self) -> Callable:
+        return _load(self.layer)
+
+
+_AUGMENT = "components.transform.augment"
+AUGMENT_OPS: Dict[str, AugmentOp] = {op.name: op for op in (
+    AugmentOp("horizontal_flip", orientation=True, flip="horizontal"),
+    AugmentOp("vertical_flip", orientation=True, flip="vertical"),
+    AugmentOp("rotation", orientation=True, layer=f"{_AUGMENT}:rotation", seed_offset=1),
+    AugmentOp("zoom", layer=f"{_AUGMENT}:zoom", seed_offset=2),
+    AugmentOp("translation", layer=f"{_AUGMENT}:translation", seed_offset=3),
+    AugmentOp("crop_padding", layer=f"{_AUGMENT}:RandomPadCrop", seed_offset=4),
+    AugmentOp("contrast", layer=f"{_AUGMENT}:contrast", seed_offset=5),
+    AugmentOp("brightness", layer=f"{_AUGMENT}:RandomBrightnessShift", seed_offset=6),
+    AugmentOp("erasing", layer=f"{_AUGMENT}:RandomErasing", seed_offset=7),
+)}
+
+# ``augment.preset`` -> op strengths; explicit ``augment.<op>`` settings override them.
+AUGMENT_PRESETS: Dict[str, Dict[str, object]] = {
+    "none": {},
+    "light": {"horizontal_flip": True, "translation": 0.05, "zoom": 0.05},
+    "standard": {"horizontal_flip": True, "rotation": 0.04, "zoom": 0.1, "translation": 0.08,
+                 "contrast": 0.15, "brightness": 0.1, "crop_padding": 2, "erasing": 0.25},
+}
