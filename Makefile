@@ -7,7 +7,7 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-.PHONY: run test bench venv clean
+.PHONY: run test test-fast system-deps bench venv clean
 
 venv: $(STAMP)
 
@@ -22,8 +22,16 @@ $(STAMP): requirements.lock setup.py pyproject.toml
 run: venv
 	$(VENV)/bin/lensflow run $(ARGS)
 
-test: venv
+# Debian packages some tests use (Chromium, Fashion-MNIST idx files): set-up, never a test.
+system-deps:
+	@bash scripts/system_deps.sh
+
+test: venv system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The unit layer only (no pipeline runs, no browser): a few minutes.
+test-fast: venv
+	$(PY) -m pytest -m "not e2e and not slow and not browser" $(PYTEST_ARGS)
 
 # Speed figures of docs/PERFORMANCE.md (minutes to hours; not part of the tests).
 bench: venv

@@ -1,5 +1,6 @@
-"""Repo-wide pytest set-up: legacy Keras before TensorFlow, repo root importable, and the one
-shared end-to-end pipeline run that every test needing real artifacts reuses."""
+"""Repo-wide pytest set-up: legacy Keras before TensorFlow, repo root importable, the markers
+(derived from the fixtures a test uses, so a new test is marked without remembering to), and the
+one shared end-to-end pipeline run that every test needing real artifacts reuses."""
 import os
 import sys
 import warnings
@@ -35,6 +36,30 @@ def run_pipeline(cfg) -> PipelineRun:
 
     local.run(cfg)
     return PipelineRun(cfg, summary.summarise(cfg.metadata_path))
+
+
+# marker -> fixtures that imply it (directly or through other fixtures)
+MARKER_FIXTURES = {
+    "e2e": {"e2e", "pipeline_runner"},
+    "slow": {"pipeline_runner"},
+    "browser": {"chromium", "headless"},
+}
+
+
+def pytest_collection_modifyitems(items):
+    """Mark each test by the fixtures it pulls in: ``e2e`` (a real pipeline run), ``slow`` (runs
+    pipelines of its own), ``browser`` (headless Chromium); ``make test-fast`` deselects them."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in MARKER_FIXTURES.items():
+            if used & fixtures:
+                item.add_marker(getattr(pytest.mark, marker))
+
+
+@pytest.fixture(scope="session")
+def pipeline_runner():
+    """``run(cfg) -> PipelineRun``: for tests that need a pipeline run of their own."""
+    return run_pipeline
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import warnings  # noqa: E402
 
 import click  # noqa: E402
 
-from pipeline.cli_options import config_option, home_option, make_config  # noqa: E402
+from pipeline.cli_options import config_option, home_option, make_config, set_option  # noqa: E402
 from pipeline.config import choices  # noqa: E402
 
 warnings.filterwarnings("ignore", category=FutureWarning)
@@ -45,9 +45,10 @@ def main():
 @click.option("--tune/--no-tune", default=None, help="Run the KerasTuner stage first.")
 @click.option("--no-cache", is_flag=True, default=False)
 @click.option("--summary-json", type=click.Path(dir_okay=False), help="Write the run summary here.")
+@set_option
 def run(home, config_file, data, manifest, epochs, batch_size, learning_rate, image_size,
         color_mode, family, backbone, weights, fine_tune_epochs, fine_tune_layers, augment,
-        no_orientation_changes, filter_mode, min_accuracy, tune, no_cache, summary_json):
+        no_orientation_changes, filter_mode, min_accuracy, tune, no_cache, summary_json, sets):
     """Run the pipeline locally (LocalDagRunner, SQLite metadata, caching on)."""
     from pipeline import summary as run_summary
     from pipeline.runners import local
@@ -65,7 +66,7 @@ def run(home, config_file, data, manifest, epochs, batch_size, learning_rate, im
         "augment.allow_orientation_changes": False if no_orientation_changes else None,
         "enable_cache": False if no_cache else None,
     }
-    cfg = make_config(config_file, home, **overrides)
+    cfg = make_config(config_file, home, sets, **overrides)
     if weights_flag is not None:
         cfg = cfg.replace(**{"model.weights": None if weights_flag.lower() == "none" else weights_flag})
     click.echo(f"lensflow: running pipeline '{cfg.pipeline_name}' on "
@@ -148,15 +149,16 @@ def summary(home, config_file, run_id, as_json):
 def models(home, config_file, as_json):
     """List model families and backbones, with where each backbone's weights come from."""
     from components.trainer.backbones import list_backbones
-    from components.trainer.models import DESCRIPTIONS
+    from pipeline.registry import FAMILIES
 
     cfg = make_config(config_file, home)
     backbones = list_backbones(cfg.weights_cache_dir)
+    families = {name: family.description for name, family in FAMILIES.items()}
     if as_json:
-        click.echo(json.dumps({"families": DESCRIPTIONS, "backbones": backbones}, indent=2))
+        click.echo(json.dumps({"families": families, "backbones": backbones}, indent=2))
         return
     click.echo("model families (--model):")
-    for name, text in DESCRIPTIONS.items():
+    for name, text in families.items():
         click.echo(f"  {name:<13} {text}")
     click.echo("backbones for --model transfer (--backbone), weights='imagenet':")
     for entry in backbones:

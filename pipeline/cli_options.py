@@ -1,5 +1,6 @@
 """Options every ``lensflow`` command shares: the home directory and the config file."""
 import click
+import yaml
 
 from pipeline.config import ConfigError, LensflowConfig, load_config
 
@@ -9,9 +10,31 @@ config_option = click.option("--config", "config_file", type=click.Path(exists=T
                              help="YAML config file; flags override it.")
 
 
-def make_config(config_file, home, **overrides) -> LensflowConfig:
-    """Load YAML + dotted overrides, turning config errors into usage errors."""
+set_option = click.option(
+    "--set", "sets", multiple=True, metavar="KEY=VALUE",
+    help="Any config key, dotted, e.g. --set train.weight_decay=5e-4 --set model.widths=[16,32] "
+         "(YAML values; repeatable; the named flags win over it).")
+
+
+def parse_sets(sets) -> dict:
+    """``("train.epochs=2", "model.widths=[8,16]")`` -> ``{"train.epochs": 2, ...}`` (YAML values)."""
+    parsed = {}
+    for item in sets or ():
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise click.UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=2")
+        try:
+            parsed[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise click.UsageError(f"--set {item!r}: the value is not valid YAML: {err}") from err
+    return parsed
+
+
+def make_config(config_file, home, sets=(), **overrides) -> LensflowConfig:
+    """Load YAML, then ``--set`` values, then the named flags; config errors become usage
+    errors that name the dotted key."""
+    named = {key: value for key, value in overrides.items() if value is not None}
     try:
-        return load_config(config_file, {"home": home, **overrides})
+        return load_config(config_file, {"home": home, **parse_sets(sets), **named})
     except ConfigError as err:
         raise click.UsageError(str(err)) from err

@@ -3,6 +3,10 @@
 A ``LensflowConfig`` is loaded from YAML (optional) plus CLI overrides, flows into
 ``create_pipeline`` and, serialised through ``custom_config``, into the Transform and
 Trainer module files. Nothing else holds knobs.
+
+The sections are pydantic dataclasses: every value is checked against its type hint when the
+config is built (``learning_rate: 1e-3`` from YAML becomes a float, ``dropout: high`` is refused),
+and every error names the dotted key, the value and what is allowed.
 """
 from __future__ import annotations
 
@@ -11,11 +15,17 @@ import json
 import os
 import posixpath
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from typing_extensions import Annotated
+
 import yaml
+from pydantic import ConfigDict, Field, ValidationError
+from pydantic.dataclasses import dataclass as _pydantic_dataclass
+
+from pipeline.registry import AUGMENT_OPS, AUGMENT_PRESETS, FAMILIES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = REPO_ROOT / "data" / "sample" / "fashion_mnist"
@@ -24,8 +34,19 @@ CURATED_SCHEMA = REPO_ROOT / "schemas" / "schema.pbtxt"
 CUSTOM_CONFIG_KEY = "lensflow_config"
 
 
+Positive = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[int, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Strength = Annotated[float, Field(ge=0.0)]
+
+
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field."""
+
+
+def dataclass(cls):
+    """A config section: a dataclass whose fields are validated against their type hints."""
+    return _pydantic_dataclass(cls, config=ConfigDict(extra="forbid"))
 
 
 @dataclass
@@ -36,8 +57,8 @@ class DataConfig:
     manifest: Optional[str] = None
     split_buckets: Dict[str, int] = field(
         default_factory=lambda: {"train": 8, "eval": 1, "test": 1})
-    max_image_pixels: int = 40_000_000
-    max_file_bytes: int = 64 * 1024 * 1024
+    max_image_pixels: Positive = 40_000_000
+    max_file_bytes: Positive = 64 * 1024 * 1024
 
 
 @dataclass
@@ -52,20 +73,26 @@ class ImageConfig:
 
 @dataclass
 class AugmentConfig:
-    """Training-only augmentation; ``preset`` fills strengths not set explicitly."""
+    """Training-only augmentation; ``preset`` fills strengths not set explicitly. One field per op
+    of ``AUGMENT_OPS`` in ``pipeline/registry.py`` (checked when this module is imported)."""
 
     preset: str = "none"
     allow_orientation_changes: bool = True
     horizontal_flip: Optional[bool] = None
     vertical_flip: Optional[bool] = None
-    rotation: Optional[float] = None
-    zoom: Optional[float] = None
-    translation: Optional[float] = None
-    contrast: Optional[float] = None
-    brightness: Optional[float] = None
-    crop_padding: Optional[int] = None
-    erasing: Optional[float] = None
+    rotation: Optional[Strength] = None
+    zoom: Optional[Strength] = None
+    translation: Optional[Strength] = None
+    contrast: Optional[Strength] = None
+    brightness: Optional[Strength] = None
+    crop_padding: Optional[NonNegative] = None
+    erasing: Optional[Fraction] = None
     seed: int = 1234
+
+
+_AUGMENT_SETTINGS = {"preset", "allow_orientation_changes", "seed"}
+if set(AugmentConfig.__dataclass_fields__) - _AUGMENT_SETTINGS != set(AUGMENT_OPS):
+    raise ImportError("AugmentConfig's op fields and pipeline/registry.py's AUGMENT_OPS differ")
 
 
 @dataclass
@@ -75,13 +102,13 @@ class ModelConfig:
     family: str = "baseline_cnn"
     backbone: str = "efficientnet_lite0"
     weights: Optional[str] = "imagenet"
-    backbone_input_size: int = 96
-    fine_tune_layers: int = 0
-    fine_tune_fraction: float = 0.0
+    backbone_input_size: Annotated[int, Field(ge=32)] = 96
+    fine_tune_layers: NonNegative = 0
+    fine_tune_fraction: Fraction = 0.0
     filters: List[str] = field(
         default_factory=lambda: ["sobel_x", "sobel_y", "laplacian", "gabor"])
     filter_mode: str = "fixed"
-    dropout: float = 0.25
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.25
     widths: List[int] = field(default_factory=lambda: [32, 64, 128])
     depths: List[int] = field(default_factory=lambda: [0, 0, 1])
     flip_tta: bool = False
@@ -94,9 +121,9 @@ class TrainConfig:
     epochs: int = 3
     batch_size: int = 32
     learning_rate: float = 1e-3
-    fine_tune_epochs: int = 0
-    fine_tune_learning_rate: float = 1e-4
-    steps_per_epoch: Optional[int] = None
+    fine_tune_epochs: NonNegative = 0
+    fine_tune_learning_rate: Annotated[float, Field(gt=0.0)] = 1e-4
+    steps_per_epoch: Optional[Positive] = None
     seed: int = 42
     optimizer: str = "adam"
     weight_decay: float = 0.0
@@ -113,8 +140,8 @@ class TunerConfig:
     """Optional KerasTuner stage; off by default."""
 
     enabled: bool = False
-    max_trials: int = 4
-    epochs: int = 2
+    max_trials: Positive = 4
+    epochs: Positive = 2
 
 
 @dataclass
@@ -122,10 +149,10 @@ class EvaluationConfig:
     """TFMA thresholds deciding whether a model is blessed."""
 
     min_accuracy: float = 0.5
-    top_k: int = 3
-    min_class_recall: Optional[float] = None
-    max_accuracy_drop: float = 0.0
-    calibration_bins: int = 10
+    top_k: Positive = 3
+    min_class_recall: Optional[Fraction] = None
+    max_accuracy_drop: Fraction = 0.0
+    calibration_bins: Annotated[int, Field(ge=2)] = 10
 
 
 @dataclass
@@ -144,8 +171,8 @@ class ServingCheckConfig:
     still writes the warmup requests but starts no server (the candidate is pushed unchecked)."""
 
     enabled: bool = True
-    timeout_seconds: float = 180.0
-    images_per_class: int = 2
+    timeout_seconds: Annotated[float, Field(ge=5, le=3600)] = 180.0
+    images_per_class: Annotated[int, Field(ge=1, le=20)] = 2
 
 
 @dataclass
@@ -202,7 +229,7 @@ class LensflowConfig:
         """Per-channel normalisation; off by default for ``transfer``, whose backbone
         applies the preprocessing its ImageNet weights expect to [0, 1] pixels."""
         if self.image.normalize is None:
-            return self.model.family != "transfer"
+            return FAMILIES[self.model.family].normalize
         return bool(self.image.normalize)
 
     # ---- derived locations ------------------------------------------------
@@ -277,7 +304,19 @@ def _build(cls, raw: Dict[str, Any], prefix: str):
         default = cls.__dataclass_fields__[name]
         sub = _nested_type(cls, default)
         kwargs[name] = _build(sub, value, f"{prefix}{name}.") if sub else value
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, prefix)) from None
+
+
+def _describe(err: ValidationError, prefix: str) -> str:
+    """One line per wrong value: ``train.learning_rate='fast': Input should be a valid number``."""
+    lines = []
+    for problem in err.errors():
+        key = prefix + ".".join(str(part) for part in problem["loc"])
+        lines.append(f"{key}={problem.get('input')!r}: {problem['msg']}")
+    return "; ".join(lines)
 
 
 def _nested_type(cls, fld):
@@ -302,14 +341,14 @@ def set_dotted(raw: Dict[str, Any], key: str, value: Any) -> None:
 
 def choices(key: str) -> Tuple[str, ...]:
     """Allowed values of a dotted config key with a closed set (``"model.family"``)."""
-    return _CHOICES[tuple(key.split("."))]
+    return tuple(_CHOICES[tuple(key.split("."))])
 
 
 _CHOICES = {
     ("image", "color_mode"): ("grayscale", "rgb"),
     ("image", "resize_policy"): ("stretch", "pad", "crop"),
-    ("augment", "preset"): ("none", "light", "standard"),
-    ("model", "family"): ("baseline_cnn", "transfer", "filter_bank", "compact_resnet"),
+    ("augment", "preset"): AUGMENT_PRESETS,
+    ("model", "family"): FAMILIES,
     ("model", "filter_mode"): ("fixed", "init"),
     ("train", "optimizer"): ("adam", "adamw", "sgd"),
     ("train", "lr_schedule"): ("constant", "cosine"),
@@ -341,26 +380,8 @@ def validate(cfg: LensflowConfig) -> None:
         raise ConfigError("evaluation.min_accuracy must be within [0, 1]")
     if cfg.push.keep_versions < 1:
         raise ConfigError("push.keep_versions must be at least 1")
-    _validate_serving_check(cfg.serving_check)
     _validate_beam(cfg.beam)
     _validate_kubeflow(cfg.kubeflow)
-
-
-MAX_WARMUP_IMAGES_PER_CLASS = 20
-
-
-def _validate_serving_check(check: ServingCheckConfig) -> None:
-    if not isinstance(check.enabled, bool):
-        raise ConfigError(f"serving_check.enabled={check.enabled!r}; expected true or false")
-    if isinstance(check.timeout_seconds, bool) or not isinstance(check.timeout_seconds,
-                                                                 (int, float)) \
-            or not 5 <= check.timeout_seconds <= 3600:
-        raise ConfigError(f"serving_check.timeout_seconds={check.timeout_seconds!r}; expected "
-                          "seconds within [5, 3600]")
-    if isinstance(check.images_per_class, bool) or not isinstance(check.images_per_class, int) \
-            or not 1 <= check.images_per_class <= MAX_WARMUP_IMAGES_PER_CLASS:
-        raise ConfigError(f"serving_check.images_per_class={check.images_per_class!r}; expected "
-                          f"an integer within [1, {MAX_WARMUP_IMAGES_PER_CLASS}]")
 
 
 def _validate_model(cfg: LensflowConfig) -> None:
@@ -373,9 +394,9 @@ def _validate_model(cfg: LensflowConfig) -> None:
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in model.depths):
         raise ConfigError(f"model.depths={model.depths!r}; expected one integer >= 0 (residual "
                           f"blocks) per entry of model.widths={model.widths!r}")
-    if model.family == "compact_resnet" and 2 ** (len(model.widths) - 1) > cfg.image.size:
-        raise ConfigError(f"model.widths has {len(model.widths)} stages, each halving the image; "
-                          f"too many for image.size={cfg.image.size}")
+    problem = FAMILIES[model.family].check(cfg) if FAMILIES[model.family].check else None
+    if problem:
+        raise ConfigError(problem)
     if model.flip_tta and not cfg.augment.allow_orientation_changes:
         raise ConfigError("model.flip_tta averages over horizontal mirrors, but "
                           "augment.allow_orientation_changes is false for this dataset")
@@ -460,7 +481,7 @@ def _merge(base: Dict[str, Any], update: Dict[str, Any], prefix: str) -> Dict[st
     out = dict(base)
     for key, value in update.items():
         if key not in base:
-            raise ConfigError(f"unknown config key {prefix}{key!r}")
+            raise ConfigError(f"unknown config key {prefix}{key}; known: {', '.join(sorted(base))}")
         if isinstance(base[key], dict) and isinstance(value, dict) and key != "split_buckets":
             out[key] = _merge(base[key], value, f"{prefix}{key}.")
         else:

@@ -104,6 +104,7 @@ def test_direct_runner_ingests_the_laced_tree(direct, tree):
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.slow
 def test_direct_runner_with_two_worker_processes_matches(direct, tree, tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         [str(REPO_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
@@ -115,6 +116,7 @@ def test_direct_runner_with_two_worker_processes_matches(direct, tree, tmp_path,
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.slow
 def test_portable_runner_on_the_local_job_service_matches(direct, tree, tmp_path, job_endpoint):
     cfg = load_config(None, {"beam.runner": "PortableRunner", "beam.job_endpoint": job_endpoint})
     assert beam_pipeline_args(cfg)[:3] == ["--runner=PortableRunner",

@@ -1,6 +1,7 @@
 """CLI commands that need no pipeline run."""
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
@@ -30,6 +31,7 @@ def test_unknown_config_file_key_is_named(tmp_path):
     assert "epochz" in result.output
 
 
+@pytest.mark.slow
 def test_installed_console_script_runs_a_command_that_builds_the_pipeline(tmp_path):
     """``.venv/bin/lensflow`` resolves every requirement through pkg_resources at start-up
     (TFX imports setuptools): a lock file missing a run-time requirement fails here."""

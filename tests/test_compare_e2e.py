@@ -12,6 +12,7 @@ from pipeline import summary as run_summary
 from pipeline.config import SAMPLE_DATA
 
 SHARED = ("ImageExampleGen", "StatisticsGen", "Transform")
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ def test_component_subsets_carry_only_their_keys():
     ("serving_check.timeout_seconds", "soon", "serving_check.timeout_seconds"),
     ("serving_check.images_per_class", 0, "serving_check.images_per_class"),
     ("serving_check.images_per_class", 50, "serving_check.images_per_class"),
-    ("serving_check.enabled", "yes", "serving_check.enabled"),
+    ("serving_check.enabled", "sometimes", "serving_check.enabled"),
 ])
 def test_invalid_values_name_the_field(key, value, message):
     with pytest.raises(ConfigError, match=message):
@@ -56,3 +56,48 @@ def test_the_committed_recipe_loads_validates_and_round_trips_through_custom_con
     assert (cfg.model.family, cfg.train.precision, cfg.model.flip_tta) == \
         ("compact_resnet", "auto", True)
     assert from_custom_config({CUSTOM_CONFIG_KEY: cfg.to_json()}) == cfg
+
+
+@pytest.mark.parametrize("text,loaded", [
+    ("train:\n  learning_rate: 1e-3\n", ("train", "learning_rate", 0.001)),
+    ("image:\n  size: '64'\n", ("image", "size", 64)),
+])
+def test_yaml_values_are_converted_to_the_declared_type(tmp_path, text, loaded):
+    path = tmp_path / "lensflow.yaml"
+    path.write_text(text)
+    section, key, value = loaded
+    got = getattr(getattr(load_config(str(path)), section), key)
+    assert got == value and type(got) is type(value)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("model:\n  dropout: high\n", r"model\.dropout='high': Input should be a valid number"),
+    ("model:\n  dropout: 1.5\n", r"model\.dropout=1\.5: Input should be less than 1"),
+    ("train:\n  epochs: 2.5\n", r"train\.epochs=2\.5: .*valid integer"),
+    ("model:\n  widths: [8, wide]\n", r"model\.widths\.1='wide'"),
+    ("evaluation:\n  min_class_recall: -0.1\n", r"evaluation\.min_class_recall=-0\.1"),
+    ("augment:\n  preset: heavy\n", r"augment\.preset='heavy'; choose one of none, light, standard"),
+    ("train:\n  epochz: 3\n", r"unknown config key train\.epochz; known: .*learning_rate"),
+])
+def test_bad_yaml_values_name_the_dotted_key(tmp_path, text, message):
+    path = tmp_path / "lensflow.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(str(path))
+
+
+def test_set_option_reaches_any_key_and_named_flags_win():
+    import click
+
+    from pipeline.cli_options import make_config
+
+    cfg = make_config(None, None, ("train.weight_decay=5e-4", "model.widths=[8, 16]", "model.depths=[0, 1]",
+                                   "train.epochs=7"), **{"train.epochs": 2})
+    assert cfg.train.weight_decay == 5e-4 and cfg.model.widths == [8, 16]
+    assert cfg.train.epochs == 2
+    with pytest.raises(click.UsageError, match=r"model\.dropout='high'"):
+        make_config(None, None, ("model.dropout=high",))
+    with pytest.raises(click.UsageError, match="expected KEY=VALUE"):
+        make_config(None, None, ("train.epochs",))
+    with pytest.raises(click.UsageError, match="unknown config key 'train.epochz'"):
+        make_config(None, None, ("train.epochz=3",))

@@ -7,8 +7,6 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageOps
 
-from conftest import run_pipeline
-
 FAMILIES = {
     "filter_bank": {"model.family": "filter_bank", "model.filter_mode": "init",
                     "augment.preset": "light"},
@@ -47,9 +45,9 @@ def layer_classes(model):
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_family_is_blessed_through_the_pipeline(e2e, family):
+def test_family_is_blessed_through_the_pipeline(e2e, pipeline_runner, family):
     cfg = e2e.config.replace(**{**FAMILIES[family], "evaluation.max_accuracy_drop": 1.0})
-    run = run_pipeline(cfg)
+    run = pipeline_runner(cfg)
     assert run.summary["executions"]["ImageExampleGen"] == "CACHED"
     assert run.summary["executions"]["Trainer"] == "COMPLETE"
     assert run.summary["blessed"] is True, run.summary.get("failed_thresholds")

@@ -4,7 +4,7 @@
 bfloat16, variables, loss and the model's output stay float32); ``auto`` picks mixed_bfloat16
 only where the CPU executes bfloat16 natively (AMX or AVX512-BF16 flags: about twice the training
 throughput of float32 on such a Xeon) and float32 elsewhere, where emulated bfloat16 is slower,
-and for families measured slower in bfloat16 even there (``AUTO_FLOAT32_FAMILIES``).
+and for families measured slower in bfloat16 even there (``Family.auto_float32`` in the registry).
 The policy is applied only while the model is built, so it never leaks into other components
 running in the same process.
 """
@@ -17,12 +17,10 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import tensorflow as tf  # noqa: E402
 
+from pipeline.registry import FAMILIES  # noqa: E402
+
 NATIVE_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 CPUINFO = "/proc/cpuinfo"
-AUTO_FLOAT32_FAMILIES = {
-    "transfer": "EfficientNet-Lite0's depthwise convolutions train at half the float32 speed in "
-                "bfloat16 on an AMX Xeon (frozen, 96 px: 200 vs 409 images/s)",
-}
 
 
 def cpu_flags(cpuinfo_text: str) -> frozenset:
@@ -46,7 +44,8 @@ def native_bfloat16(cpuinfo_path: str = CPUINFO) -> bool:
 def resolve(precision: str, family: str = "", cpuinfo_path: str = CPUINFO) -> str:
     """The Keras dtype policy name for a ``train.precision`` value and model family."""
     if precision == "auto":
-        fast = native_bfloat16(cpuinfo_path) and family not in AUTO_FLOAT32_FAMILIES
+        fast = native_bfloat16(cpuinfo_path) and not (family in FAMILIES
+                                                      and FAMILIES[family].auto_float32)
         return "mixed_bfloat16" if fast else "float32"
     return precision
 

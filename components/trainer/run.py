@@ -11,7 +11,7 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 
 from components.trainer import data, optim, signatures  # noqa: E402
-from components.trainer.models import build_model, transfer  # noqa: E402
+from components.trainer.models import FAMILIES, build_model  # noqa: E402
 from components.transform import augment, features  # noqa: E402
 from pipeline.config import LensflowConfig, from_custom_config  # noqa: E402
 
@@ -40,7 +40,8 @@ def compile_model(model, learning_rate, top_k: int = 3, train_cfg=None) -> None:
 
 def train(model, cfg: LensflowConfig, train_ds, eval_ds, log_dir: str,
           steps_per_epoch: Optional[int] = None) -> dict:
-    """Fit in one phase, or two for ``transfer`` with fine-tuning; return the merged history.
+    """Fit in one phase, or two for a family with an unfreeze step (``transfer``) when
+    ``train.fine_tune_epochs`` > 0; return the merged history.
 
     ``steps_per_epoch`` (batches in one pass over the training data) sizes the warm-up and
     cosine schedules when ``train.steps_per_epoch`` is not set."""
@@ -54,8 +55,9 @@ def train(model, cfg: LensflowConfig, train_ds, eval_ds, log_dir: str,
                         steps_per_epoch=steps, callbacks=callbacks, verbose=2).history
     history = {k: list(map(float, v)) for k, v in history.items()}
     history["phase"] = [1] * cfg.train.epochs
-    if cfg.model.family == "transfer" and cfg.train.fine_tune_epochs > 0:
-        transfer.unfreeze_top(model, cfg.model.fine_tune_layers, cfg.model.fine_tune_fraction)
+    unfreeze = FAMILIES[cfg.model.family].load_unfreeze()
+    if unfreeze and cfg.train.fine_tune_epochs > 0:
+        unfreeze(model, cfg.model.fine_tune_layers, cfg.model.fine_tune_fraction)
         compile_model(model, cfg.train.fine_tune_learning_rate, top_k, cfg.train)
         more = model.fit(train_ds, validation_data=eval_ds,
                          initial_epoch=cfg.train.epochs,

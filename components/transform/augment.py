@@ -16,16 +16,9 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import tensorflow as tf  # noqa: E402
 
 from pipeline.config import AugmentConfig, ConfigError  # noqa: E402
+from pipeline.registry import AUGMENT_OPS, AUGMENT_PRESETS  # noqa: E402
 
-PRESETS: Dict[str, Dict[str, object]] = {
-    "none": {},
-    "light": {"horizontal_flip": True, "translation": 0.05, "zoom": 0.05},
-    "standard": {"horizontal_flip": True, "rotation": 0.04, "zoom": 0.1, "translation": 0.08,
-                 "contrast": 0.15, "brightness": 0.1, "crop_padding": 2, "erasing": 0.25},
-}
-_ORIENTATION = ("horizontal_flip", "vertical_flip", "rotation")
-_OPS = ("horizontal_flip", "vertical_flip", "rotation", "zoom", "translation", "contrast",
-        "brightness", "crop_padding", "erasing")
+PRESETS = AUGMENT_PRESETS
 
 
 def resolve(cfg: AugmentConfig) -> Dict[str, object]:
@@ -33,16 +26,17 @@ def resolve(cfg: AugmentConfig) -> Dict[str, object]:
     if cfg.preset not in PRESETS:
         raise ConfigError(f"augment.preset={cfg.preset!r}; choose one of {', '.join(PRESETS)}")
     policy = dict(PRESETS[cfg.preset])
-    for name in _OPS:
+    for name in AUGMENT_OPS:
         value = getattr(cfg, name)
         if value is not None:
             policy[name] = value
     if not cfg.allow_orientation_changes:
-        explicit = [n for n in _ORIENTATION if getattr(cfg, n)]
+        orientation = [name for name, op in AUGMENT_OPS.items() if op.orientation]
+        explicit = [n for n in orientation if getattr(cfg, n)]
         if explicit:
             raise ConfigError(f"augment.{explicit[0]} is set but augment.allow_orientation_changes "
                               "is false: this dataset forbids orientation changes")
-        for name in _ORIENTATION:
+        for name in orientation:
             policy.pop(name, None)
     return {k: v for k, v in policy.items() if v}
 
@@ -136,28 +130,31 @@ class RandomPadCrop(_SeededAugmentation):
         return {**super().get_config(), "padding": self.padding}
 
 
+def rotation(value, seed):
+    return tf.keras.layers.RandomRotation(value, fill_mode="reflect", seed=seed)
+
+
+def zoom(value, seed):
+    return tf.keras.layers.RandomZoom(value, fill_mode="reflect", seed=seed)
+
+
+def translation(value, seed):
+    return tf.keras.layers.RandomTranslation(value, value, fill_mode="reflect", seed=seed)
+
+
+def contrast(value, seed):
+    return tf.keras.layers.RandomContrast(value, seed=seed)
+
+
 def _layers(policy: Dict[str, object], seed: int) -> List[tf.keras.layers.Layer]:
-    layers = tf.keras.layers
+    """The policy's layers in the registry's order; the flips share one ``RandomFlip``."""
+    flips = [op.flip for op in AUGMENT_OPS.values() if op.flip and policy.get(op.name)]
     out: List[tf.keras.layers.Layer] = []
-    flips = [d for d, key in (("horizontal", "horizontal_flip"), ("vertical", "vertical_flip"))
-             if policy.get(key)]
     if flips:
-        out.append(layers.RandomFlip("_and_".join(flips), seed=seed))
-    if "rotation" in policy:
-        out.append(layers.RandomRotation(policy["rotation"], fill_mode="reflect", seed=seed + 1))
-    if "zoom" in policy:
-        out.append(layers.RandomZoom(policy["zoom"], fill_mode="reflect", seed=seed + 2))
-    if "translation" in policy:
-        t = policy["translation"]
-        out.append(layers.RandomTranslation(t, t, fill_mode="reflect", seed=seed + 3))
-    if "crop_padding" in policy:
-        out.append(RandomPadCrop(int(policy["crop_padding"]), seed=seed + 4))
-    if "contrast" in policy:
-        out.append(layers.RandomContrast(policy["contrast"], seed=seed + 5))
-    if "brightness" in policy:
-        out.append(RandomBrightnessShift(float(policy["brightness"]), seed=seed + 6))
-    if "erasing" in policy:
-        out.append(RandomErasing(float(policy["erasing"]), seed=seed + 7))
+        out.append(tf.keras.layers.RandomFlip("_and_".join(flips), seed=seed))
+    for op in AUGMENT_OPS.values():
+        if op.layer and op.name in policy:
+            out.append(op.load_layer()(policy[op.name], seed=seed + op.seed_offset))
     return out
 
 

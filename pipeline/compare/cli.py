@@ -9,7 +9,7 @@ import os
 
 import click
 
-from pipeline.cli_options import config_option, home_option, make_config
+from pipeline.cli_options import config_option, home_option, make_config, set_option
 from pipeline.compare.variants import VARIANTS
 
 DEFAULT_VARIANTS = ",".join(VARIANTS)
@@ -30,7 +30,8 @@ DEFAULT_VARIANTS = ",".join(VARIANTS)
 @click.option("--batch-size", type=int)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Output folder [<home>/compare/<timestamp>].")
-def compare(home, config_file, data, variants, seeds, subset, epochs, batch_size, out_dir):
+@set_option
+def compare(home, config_file, data, variants, seeds, subset, epochs, batch_size, out_dir, sets):
     """Compare variants (baseline, augment, transfer_*, filter_*) over seeds, side by side.
 
     Writes compare.json, compare.md (a table for docs/RESULTS.md) and compare.html.
@@ -40,7 +41,7 @@ def compare(home, config_file, data, variants, seeds, subset, epochs, batch_size
     from pipeline.config import ConfigError
     from components.image_example_gen.scan import DatasetError
 
-    cfg = make_config(config_file, home, **{
+    cfg = make_config(config_file, home, sets, **{
         "data.path": os.path.abspath(data) if data else None,
         "train.epochs": epochs, "train.batch_size": batch_size})
     if data:

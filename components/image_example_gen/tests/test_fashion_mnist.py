@@ -1,7 +1,5 @@
 """``lensflow data fashion-mnist``: Debian's idx files -> a pre-split image tree."""
 import os
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -13,11 +11,8 @@ from components.image_example_gen import fashion_mnist
 
 @pytest.fixture(scope="module")
 def idx_dir():
-    """The idx files of Debian's dataset-fashion-mnist; installed here when missing (root)."""
+    """The idx files of Debian's dataset-fashion-mnist (installed by set-up, never by a test)."""
     path = fashion_mnist.DEFAULT_IDX_DIR
-    if not os.path.exists(os.path.join(path, "t10k-labels-idx1-ubyte.gz")) and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-q", "dataset-fashion-mnist"],
-                       capture_output=True, timeout=600)
     if not os.path.exists(os.path.join(path, "t10k-labels-idx1-ubyte.gz")):
         pytest.skip(f"Debian package dataset-fashion-mnist not installed ({path} missing)")
     return path

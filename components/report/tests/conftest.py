@@ -1,6 +1,5 @@
 """Shared fixtures: the report of the session's end-to-end run, built once, and Chromium."""
 import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 from typing import List
@@ -32,31 +31,14 @@ def report_file(e2e, tmp_path_factory) -> str:
     return str(path)
 
 
-def _install_chromium() -> str:
-    """apt-get install Debian's chromium; returns why it failed ('' on success)."""
-    if shutil.which("apt-get") is None:
-        return "apt-get is not available"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    try:
-        done = subprocess.run(
-            ["apt-get", "install", "-y", "-o", "DPkg::Lock::Timeout=300", "chromium"],
-            capture_output=True, text=True, timeout=900, env=env, check=False)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        return f"apt-get install chromium failed: {err}"
-    if done.returncode != 0:
-        return f"apt-get install chromium exited {done.returncode}: {done.stderr.strip()[-500:]}"
-    return ""
-
-
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    """Path of a headless-capable Chromium, installed with apt-get once if missing."""
+    """Path of Debian's headless-capable Chromium; installed by set-up (``scripts/system_deps.sh``),
+    never by a test."""
     if not os.path.exists(CHROMIUM):
-        reason = _install_chromium()
-        if reason or not os.path.exists(CHROMIUM):
-            pytest.skip(f"Chromium unavailable, browser test not run: {reason or 'not installed'}")
+        pytest.skip(f"Chromium missing ({CHROMIUM}), browser test not run: install Debian's "
+                    "'chromium' (make test does as root)")
     return CHROMIUM
-
 
 
 HEADLESS_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -81,6 +81,7 @@ def test_explanations_use_pre_softmax_scores_so_a_confident_model_still_explains
     assert interpret.grad_cam(confident, images, [1, 1])["maps"].max() == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_flip_tta_model_is_explained_through_both_of_its_passes(images):
     tf.keras.utils.set_random_seed(1)
     inputs = tf.keras.Input((8, 8, 1))

@@ -1,5 +1,6 @@
 """The compact_resnet family: builds from config widths/depths, trains a step, serialises."""
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from components.trainer.models import FAMILIES, build_model
@@ -24,6 +25,7 @@ def test_widths_and_depths_shape_the_network():
     assert "compact_resnet" in FAMILIES
 
 
+@pytest.mark.slow
 def test_training_steps_lower_the_loss_on_a_fixed_batch():
     tf.keras.utils.set_random_seed(0)
     model = build_model(cfg(**{"model.widths": [8, 16], "model.depths": [0, 1],

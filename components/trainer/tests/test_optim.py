@@ -84,6 +84,7 @@ def test_invalid_training_options_are_rejected(key, value, field):
         LensflowConfig().replace(**{key: value})
 
 
+@pytest.mark.slow
 def test_train_runs_the_configured_recipe_end_to_end(tmp_path):
     """run.train with SGD, cosine warm-up, label smoothing and flip TTA on a tiny dataset."""
     from components.trainer.models import build_model

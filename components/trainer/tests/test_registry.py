@@ -1,18 +1,59 @@
-"""The model families the config and CLI accept are exactly the builders that exist."""
+"""One registry of model families (``pipeline/registry.py``): the config, the CLI, the Trainer,
+the precision policy and ``lensflow models`` all read it, and a new family is one registration."""
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
 from click.testing import CliRunner
 
-from components.trainer.models import DESCRIPTIONS, FAMILIES
+from components.trainer import precision
+from components.trainer.models import build_model
 from pipeline.cli import main
-from pipeline.config import choices
+from pipeline.config import LensflowConfig, choices
+from pipeline.registry import FAMILIES, Family
 
 
-def test_config_family_choices_match_the_registered_builders():
-    assert set(choices("model.family")) == set(FAMILIES) == set(DESCRIPTIONS)
+def build_tiny(input_shape, num_classes, *, weights=None, options=None, cache_dir=None):
+    """A family registered only by this test: flatten + softmax."""
+    del weights, options, cache_dir
+    inputs = tf.keras.Input(input_shape)
+    outputs = tf.keras.layers.Dense(num_classes, activation="softmax")(
+        tf.keras.layers.Flatten()(inputs))
+    return tf.keras.Model(inputs, outputs, name="tiny")
 
 
-def test_cli_rejects_a_family_without_a_builder():
+def test_config_and_cli_choices_are_the_registry():
+    assert choices("model.family") == tuple(FAMILIES)
     result = CliRunner().invoke(main, ["run", "--model", "no_such_family"])
-    assert result.exit_code != 0
-    assert "no_such_family" in result.output
+    assert result.exit_code != 0 and "no_such_family" in result.output
     for family in FAMILIES:
         assert family in result.output
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_every_registered_family_builds_to_its_contract(name):
+    family = FAMILIES[name]
+    cfg = LensflowConfig().replace(**{
+        "model.family": name, "model.weights": None, "model.widths": [4, 8],
+        "model.depths": [0, 1], "model.backbone_input_size": 32, "image.size": 16})
+    model = build_model(cfg, (16, 16, 1), 3)
+    probabilities = model(np.zeros((2, 16, 16, 1), np.float32)).numpy()
+    assert probabilities.shape == (2, 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert cfg.effective_normalize is family.normalize
+    assert (family.load_unfreeze() is not None) == bool(family.unfreeze)
+
+
+def test_a_new_family_is_one_registration(monkeypatch, tmp_path):
+    tiny = Family("tiny", "flatten + softmax (test only)",
+                  "components.trainer.tests.test_registry:build_tiny", normalize=False,
+                  auto_float32="test: keep float32")
+    monkeypatch.setitem(FAMILIES, "tiny", tiny)
+    cfg = LensflowConfig().replace(**{"model.family": "tiny"})
+    assert cfg.effective_normalize is False
+    assert build_model(cfg, (8, 8, 1), 4).name == "tiny"
+    assert precision.resolve("auto", "tiny", cpuinfo_path=str(tmp_path / "none")) == "float32"
+    listed = CliRunner().invoke(main, ["models", "--json", "--home", str(tmp_path)])
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.output)["families"]["tiny"] == tiny.description

@@ -1,5 +1,6 @@
 """Transfer learning's two phases: frozen backbone, then only the unfrozen top layers change."""
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from components.trainer.models import transfer
@@ -19,6 +20,7 @@ def fit(model, lr):
     model.fit(x, y, epochs=1, batch_size=8, verbose=0)
 
 
+@pytest.mark.slow
 def test_phase_one_freezes_the_backbone_and_phase_two_changes_only_unfrozen_layers(tmp_path):
     options = ModelConfig(family="transfer", backbone="efficientnet_lite0", backbone_input_size=32)
     model = transfer.build((28, 28, 1), 3, weights=None, options=options, cache_dir=str(tmp_path))

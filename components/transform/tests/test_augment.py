@@ -52,3 +52,22 @@ def test_policy_is_recorded_as_json_serialisable():
     import json
     record = augment.describe(AugmentConfig(preset="light"))
     assert json.loads(json.dumps(record))["effective"]["horizontal_flip"] is True
+
+
+def test_every_registered_op_becomes_a_seeded_layer_that_is_identity_outside_training():
+    from pipeline.registry import AUGMENT_OPS
+
+    strengths = {name: (True if op.flip else 2 if name == "crop_padding" else 0.2)
+                 for name, op in AUGMENT_OPS.items()}
+    cfg = AugmentConfig(**strengths)
+    model = augment.build_augmenter(cfg, (16, 16, 1))
+    flips = [op.flip for op in AUGMENT_OPS.values() if op.flip]
+    expected = 1 + sum(1 for op in AUGMENT_OPS.values() if op.layer)
+    assert len(model.layers) == expected
+    assert model.layers[0].mode == "_and_".join(flips)
+    images = tf.random.uniform((4, 16, 16, 1), seed=3)
+    np.testing.assert_array_equal(model(images, training=False).numpy(), images.numpy())
+    assert not np.allclose(model(images, training=True).numpy(), images.numpy())
+    no_orientation = augment.resolve(AugmentConfig(preset="standard",
+                                                   allow_orientation_changes=False))
+    assert not {name for name, op in AUGMENT_OPS.items() if op.orientation} & set(no_orientation)
