@@ -21,6 +21,10 @@ to equality on a generated corpus.
 """
 from __future__ import annotations
 
+import functools
+import re
+from typing import Optional
+
 import tensorflow as tf
 
 PNG, JPEG, GIF, BMP, WEBP, TIFF, UNKNOWN = range(7)
@@ -395,3 +399,20 @@ def decode(data: tf.Tensor, channels: int, max_pixels: int) -> tf.Tensor:
     """One encoded image -> uint8 [H, W, channels] as the Trainer saw the same file."""
     image, is_grey = decode_raw_image(data, max_pixels)
     return to_channels(image, is_grey, channels)
+
+
+@functools.lru_cache(maxsize=4)
+def _check_function(max_pixels: int):
+    return tf.function(lambda data: check(data, max_pixels),
+                       input_signature=[tf.TensorSpec([], tf.string)])
+
+
+def serving_refusal(data: bytes, max_pixels: int) -> Optional[str]:
+    """Why the served graph would refuse these file bytes as sent (its own header check, run
+    eagerly: format, BMP depth, declared pixels), or None when it would decode them."""
+    try:
+        _check_function(max_pixels)(tf.constant(data))
+    except tf.errors.InvalidArgumentError as err:
+        found = re.search(r"assertion failed: \[(.*?)\]", err.message, re.S)
+        return found.group(1) if found else err.message.splitlines()[0]
+    return None
