@@ -40,6 +40,7 @@ _PNG_CHUNK_LIMIT = 256    # chunks walked before the pixels while looking for tR
 _JPEG_SCAN_LIMIT = 64      # markers walked before the first scan while looking for EXIF
 _IFD_ENTRY_LIMIT = 512     # IFD0 entries examined for the orientation tag
 _GIF_BLOCK_LIMIT = 4096    # GIF blocks/sub-blocks walked before the first image descriptor
+_TRNS, _IDAT = int.from_bytes(b"tRNS", "big"), int.from_bytes(b"IDAT", "big")
 
 
 def _bytes(data, length, pos, n):
@@ -89,59 +90,91 @@ def sniff(data: tf.Tensor) -> tf.Tensor:
     return result
 
 
-def declared_size(data: tf.Tensor, fmt: tf.Tensor) -> tf.Tensor:
-    """[height, width] (int64) the header declares, read without decoding any pixel."""
-    length = tf.strings.length(data)
-    big, little = tf.constant(False), tf.constant(True)
+def _batch_uint(images, pos, n, little: bool):
+    """Unsigned ``n``-byte integer at ``pos`` of every image of a batch [B] (0 past the end)."""
+    shape = tf.shape(images)
+    length = tf.strings.length(images)
+    pos = tf.clip_by_value(tf.cast(pos, tf.int32) + tf.zeros(shape, tf.int32), 0, length)
+    piece = tf.strings.substr(images, pos, tf.fill(shape, n))
+    piece = tf.strings.substr(tf.strings.join([piece, b"\x00" * n]), tf.zeros(shape, tf.int32),
+                              tf.fill(shape, n))
+    raw = tf.cast(tf.io.decode_raw(piece, tf.uint8), tf.int64)
+    weights = [256 ** i for i in range(n)]
+    return tf.reduce_sum(raw * tf.constant(weights if little else weights[::-1], tf.int64), -1)
 
-    def png():
-        return tf.stack([_uint(data, length, 20, 4, big), _uint(data, length, 16, 4, big)])
 
-    def jpeg():
-        return tf.cast(tf.image.extract_jpeg_shape(data)[:2], tf.int64)
+def _declared_size(images, fmt):
+    """[B] heights and widths the PNG/GIF/BMP headers declare (JPEG: see ``_jpeg_size_ok``)."""
+    core_bmp = tf.equal(_batch_uint(images, 14, 4, True), 12)
 
-    def gif():
-        return tf.stack([_uint(data, length, 8, 2, little), _uint(data, length, 6, 2, little)])
+    def signed32(pos):
+        value = _batch_uint(images, pos, 4, True)
+        return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))
+    bmp_h = tf.where(core_bmp, _batch_uint(images, 20, 2, True), signed32(22))
+    bmp_w = tf.where(core_bmp, _batch_uint(images, 18, 2, True), signed32(18))
+    height = tf.where(tf.equal(fmt, PNG), _batch_uint(images, 20, 4, False),
+                      tf.where(tf.equal(fmt, GIF), _batch_uint(images, 8, 2, True), bmp_h))
+    width = tf.where(tf.equal(fmt, PNG), _batch_uint(images, 16, 4, False),
+                     tf.where(tf.equal(fmt, GIF), _batch_uint(images, 6, 2, True), bmp_w))
+    return height, width
 
-    def bmp():
-        core = tf.equal(_uint(data, length, 14, 4, little), 12)
 
-        def signed32(pos):
-            value = _uint(data, length, pos, 4, little)
-            return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))
-        return tf.cond(core,
-                       lambda: tf.stack([_uint(data, length, 20, 2, little),
-                                         _uint(data, length, 18, 2, little)]),
-                       lambda: tf.stack([signed32(22), signed32(18)]))
+def _first(values, where):
+    """The first of ``values`` where ``where`` holds (0 when none does)."""
+    return tf.gather(tf.concat([tf.boolean_mask(values, where), [0]], 0), 0)
 
-    return _switch(tf.minimum(fmt, 4), [png, jpeg, gif, bmp,
-                                               lambda: tf.zeros([2], tf.int64)])
+
+def _pixel_limit_message(width, height, max_pixels: int):
+    return tf.strings.format("image header declares {}x{} pixels (width x height); the limit is "
+                             f"{max_pixels} pixels (data.max_image_pixels) and both sides must be "
+                             "positive", (width, height))
+
+
+def inspect(images: tf.Tensor, max_pixels: int):
+    """Header checks of a batch [B] of encoded images, before any pixel is decoded: refuse
+    formats the graph cannot decode and PNG/GIF/BMP headers over ``max_pixels`` (JPEG's are
+    checked by ``_decode_jpeg`` before it decodes). Returns (format ids [B], has-tRNS [B])."""
+    fmt = sniff(images)
+    asserts = [tf.debugging.Assert(tf.reduce_all(tf.not_equal(fmt, code)), [message])
+               for code, message in _NOT_SERVEABLE.items()]
+    height, width = _declared_size(images, fmt)
+    pixels = height * width
+    sized = tf.logical_or(tf.equal(fmt, PNG), tf.logical_or(tf.equal(fmt, GIF),
+                                                              tf.equal(fmt, BMP)))
+    bad = tf.logical_and(sized, tf.logical_or(pixels <= 0, pixels > max_pixels))
+    asserts.append(tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [
+        _pixel_limit_message(_first(width, bad), _first(height, bad), max_pixels)]))
+    bits = _batch_uint(images, 28, 2, True)
+    compression = _batch_uint(images, 30, 4, True)
+    bad_bmp = tf.logical_and(tf.equal(fmt, BMP), tf.logical_not(tf.logical_and(
+        tf.logical_or(tf.equal(bits, 24), tf.equal(bits, 32)), tf.equal(compression, 0))))
+    asserts.append(tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad_bmp)), [
+        tf.strings.format("BMP images with {} bits per pixel (compression {}) cannot be decoded "
+                          "by the served model (only uncompressed 24/32-bit BMP); send PNG or "
+                          "JPEG", (_first(bits, bad_bmp), _first(compression, bad_bmp)))]))
+    with tf.control_dependencies(asserts):
+        return tf.identity(fmt), _png_has_trns(images, fmt)
+
+
+def _jpeg_size_ok(data, max_pixels: int):
+    """Assert a JPEG's declared size (read by ``extract_jpeg_shape``, no decoding) is in limit."""
+    shape = tf.cast(tf.image.extract_jpeg_shape(data), tf.int64)
+    pixels = shape[0] * shape[1]
+    return tf.debugging.Assert(tf.logical_and(pixels > 0, pixels <= max_pixels), [
+        _pixel_limit_message(shape[1], shape[0], max_pixels)])
 
 
 def check(data: tf.Tensor, max_pixels: int) -> tf.Tensor:
-    """Assert ``data`` is a serveable format within ``max_pixels``; returns its format id."""
-    fmt = sniff(data)
-    asserts = [tf.debugging.Assert(tf.not_equal(fmt, code), [message])
-               for code, message in _NOT_SERVEABLE.items()]
-    with tf.control_dependencies(asserts):
-        size = declared_size(data, tf.identity(fmt))
-    pixels = size[0] * size[1]
-    length = tf.strings.length(data)
-    bits = _uint(data, length, 28, 2, tf.constant(True))
-    compression = _uint(data, length, 30, 4, tf.constant(True))
-    bmp_ok = tf.debugging.Assert(
-        tf.logical_or(tf.not_equal(fmt, BMP), tf.logical_and(
-            tf.logical_or(tf.equal(bits, 24), tf.equal(bits, 32)), tf.equal(compression, 0))),
-        [tf.strings.format("BMP images with {} bits per pixel (compression {}) cannot be decoded "
-                           "by the served model (only uncompressed 24/32-bit BMP); send PNG or "
-                           "JPEG", (bits, compression))])
-    too_many = tf.debugging.Assert(
-        tf.logical_and(pixels > 0, pixels <= max_pixels),
-        [tf.strings.format("image header declares {}x{} pixels (width x height); the limit is "
-                           f"{max_pixels} pixels (data.max_image_pixels) and both sides must be "
-                           "positive", (size[1], size[0]))])
-    with tf.control_dependencies([too_many, bmp_ok]):
-        return tf.identity(fmt)
+    """Every header check of one encoded image (format, BMP depth, declared pixels, JPEG's
+    included); returns its format id."""
+    fmt = inspect(data[None], max_pixels)[0][0]
+    return tf.cond(tf.equal(fmt, JPEG), lambda: _with(_jpeg_size_ok(data, max_pixels), fmt),
+                   lambda: fmt)
+
+
+def _with(dependency, value):
+    with tf.control_dependencies([dependency]):
+        return tf.identity(value)
 
 
 def check_request_bytes(images: tf.Tensor, max_bytes: int) -> tf.Tensor:
@@ -170,7 +203,7 @@ def _as_rgb(image: tf.Tensor) -> tf.Tensor:
                    lambda: image)
 
 
-def _decode_png(data):
+def _decode_png(data, has_trns):
     """PNG -> ([H, W, 3] uint8, is_grey) as ingestion normalises it."""
     length = tf.strings.length(data)
     depth = _bytes(data, length, 24, 1)[0]
@@ -192,27 +225,29 @@ def _decode_png(data):
         return _as_rgb(tf.io.decode_png(data, channels=0)[..., :3])
 
     alpha = tf.logical_or(tf.logical_or(tf.equal(colour_type, 4), tf.equal(colour_type, 6)),
-                          _png_has_trns(data))
+                          has_trns)
     return tf.cond(grey16, scaled16, lambda: tf.cond(alpha, composited, opaque)), grey
 
 
-def _png_has_trns(data):
-    """Whether a tRNS chunk (a transparent colour key or palette alpha) precedes the pixels."""
-    length = tf.strings.length(data)
-
+def _png_has_trns(images, fmt):
+    """[B]: whether a PNG has a tRNS chunk (a colour key or palette alpha) before its pixels,
+    walking the chunks of the whole batch at once."""
     def cond(pos, found, done, steps):
-        return tf.logical_and(tf.logical_not(done), tf.less(steps, _PNG_CHUNK_LIMIT))
+        return tf.logical_and(tf.logical_not(tf.reduce_all(done)),
+                              tf.less(steps, _PNG_CHUNK_LIMIT))
 
     def body(pos, found, done, steps):
-        kind = tf.strings.substr(data, tf.cast(tf.minimum(pos + 4, tf.cast(length, tf.int64)),
-                                               tf.int32), 4)
-        found = tf.equal(kind, b"tRNS")
-        done = tf.logical_or(found, tf.logical_or(
-            tf.equal(kind, b"IDAT"), tf.less(tf.strings.length(kind), 4)))
-        return pos + 12 + _uint(data, length, pos, 4, tf.constant(False)), found, done, steps + 1
+        kind = _batch_uint(images, pos + 4, 4, False)
+        hit = tf.logical_and(tf.logical_not(done), tf.equal(kind, _TRNS))
+        stop = tf.logical_or(hit, tf.logical_or(tf.equal(kind, _IDAT), tf.equal(kind, 0)))
+        step = 12 + _batch_uint(images, pos, 4, False)
+        return (tf.where(done, pos, pos + step), tf.logical_or(found, hit),
+                tf.logical_or(done, stop), steps + 1)
 
-    _, found, _, _ = tf.while_loop(cond, body, [tf.constant(8, tf.int64), tf.constant(False),
-                                                tf.constant(False), tf.constant(0)])
+    not_png = tf.not_equal(fmt, PNG)
+    start = tf.fill(tf.shape(images), tf.constant(8, tf.int64))
+    _, found, _, _ = tf.while_loop(cond, body, [start, tf.zeros_like(not_png), not_png,
+                                                tf.constant(0)])
     return found
 
 
@@ -290,9 +325,11 @@ def orient(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
         lambda: tf.image.rot90(image, k=1)])     # 8: rotate 90 counter-clockwise
 
 
-def _decode_jpeg(data):
-    """JPEG (grey, YCbCr, CMYK; baseline or progressive) with its EXIF orientation applied."""
-    image = tf.io.decode_jpeg(data, channels=0, dct_method="INTEGER_ACCURATE")
+def _decode_jpeg(data, max_pixels: int):
+    """JPEG (grey, YCbCr, CMYK; baseline or progressive) with its EXIF orientation applied; the
+    declared size is checked first."""
+    with tf.control_dependencies([_jpeg_size_ok(data, max_pixels)]):
+        image = tf.io.decode_jpeg(data, channels=0, dct_method="INTEGER_ACCURATE")
     image = orient(image, _jpeg_orientation(data))
     return _as_rgb(image), tf.equal(tf.shape(image)[-1], 1)
 
@@ -377,14 +414,19 @@ def _decode_bmp(data):
     return _as_rgb(image[..., :3]), tf.constant(False)
 
 
-def decode_raw_image(data: tf.Tensor, max_pixels: int):
-    """One encoded image -> ([H, W, 3] uint8, is_grey): ingestion's pixels, in the graph."""
-    fmt = check(data, max_pixels)
+def decode_inspected(data: tf.Tensor, fmt: tf.Tensor, has_trns: tf.Tensor, max_pixels: int):
+    """One encoded image whose batch passed ``inspect`` -> ([H, W, 3] uint8, is_grey)."""
     return _switch(tf.minimum(fmt, 3), [
-        lambda: _decode_png(data),
-        lambda: _decode_jpeg(data),
+        lambda: _decode_png(data, has_trns),
+        lambda: _decode_jpeg(data, max_pixels),
         lambda: _decode_gif(data),
         lambda: _decode_bmp(data)])
+
+
+def decode_raw_image(data: tf.Tensor, max_pixels: int):
+    """One encoded image -> ([H, W, 3] uint8, is_grey): ingestion's pixels, in the graph."""
+    fmt, has_trns = inspect(data[None], max_pixels)
+    return decode_inspected(data, fmt[0], has_trns[0], max_pixels)
 
 
 def to_channels(image: tf.Tensor, is_grey: tf.Tensor, channels: int) -> tf.Tensor:
