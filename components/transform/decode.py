@@ -133,7 +133,7 @@ def _pixel_limit_message(width, height, max_pixels: int):
 def inspect(images: tf.Tensor, max_pixels: int):
     """Header checks of a batch [B] of encoded images, before any pixel is decoded: refuse
     formats the graph cannot decode and PNG/GIF/BMP headers over ``max_pixels`` (JPEG's are
-    checked by ``_decode_jpeg`` before it decodes). Returns (format ids [B], has-tRNS [B])."""
+    checked by ``_decode_jpeg`` before it decodes). Returns (format ids [B], PNG kinds [B])."""
     fmt = sniff(images)
     asserts = [tf.debugging.Assert(tf.reduce_all(tf.not_equal(fmt, code)), [message])
                for code, message in _NOT_SERVEABLE.items()]
@@ -153,7 +153,8 @@ def inspect(images: tf.Tensor, max_pixels: int):
                           "by the served model (only uncompressed 24/32-bit BMP); send PNG or "
                           "JPEG", (_first(bits, bad_bmp), _first(compression, bad_bmp)))]))
     with tf.control_dependencies(asserts):
-        return tf.identity(fmt), _png_has_trns(images, fmt)
+        fmt = tf.identity(fmt)
+        return fmt, _png_kinds(images, fmt, _png_has_trns(images, fmt))
 
 
 def _jpeg_size_ok(data, max_pixels: int):
@@ -203,30 +204,45 @@ def _as_rgb(image: tf.Tensor) -> tf.Tensor:
                    lambda: image)
 
 
-def _decode_png(data, has_trns):
-    """PNG -> ([H, W, 3] uint8, is_grey) as ingestion normalises it."""
-    length = tf.strings.length(data)
-    depth = _bytes(data, length, 24, 1)[0]
-    colour_type = _bytes(data, length, 25, 1)[0]
+_OPAQUE, _ALPHA, _GREY16, _GREY_SOURCE = 0, 1, 2, 4
+
+
+def _png_kinds(images, fmt, has_trns):
+    """[B] how each PNG is decoded (``_OPAQUE``/``_ALPHA``/``_GREY16``, plus ``_GREY_SOURCE``
+    when ingestion keeps it grey), read from IHDR for the whole batch at once."""
+    depth = _batch_uint(images, 24, 1, False)
+    colour_type = _batch_uint(images, 25, 1, False)
     # Pillow opens 16-bit grey+alpha as RGBA (a colour source) and ignores a 16-bit grey tRNS.
     grey16 = tf.logical_and(tf.equal(colour_type, 0), tf.equal(depth, 16))
     grey = tf.logical_or(tf.equal(colour_type, 0),
                          tf.logical_and(tf.equal(colour_type, 4), tf.not_equal(depth, 16)))
+    alpha = tf.logical_or(tf.logical_or(tf.equal(colour_type, 4), tf.equal(colour_type, 6)),
+                          has_trns)
+    mode = tf.where(grey16, _GREY16, tf.where(alpha, _ALPHA, _OPAQUE))
+    kinds = mode + tf.where(grey, _GREY_SOURCE, 0)
+    return tf.where(tf.equal(fmt, PNG), kinds, 0)
+
+
+def _decode_png(data, kind):
+    """PNG -> ([H, W, 3] uint8, is_grey) as ingestion normalises it (``kind``: ``_png_kinds``)."""
+    mode = tf.math.floormod(kind, _GREY_SOURCE)
+    grey = kind >= _GREY_SOURCE
 
     def scaled16():
         wide = tf.cast(tf.io.decode_png(data, channels=1, dtype=tf.uint16), tf.int64)
-        return _as_rgb(tf.cast((wide * 255 + 32767) // 65535, tf.uint8))
+        return tf.tile(tf.cast((wide * 255 + 32767) // 65535, tf.uint8), [1, 1, 3])
 
     def composited():
         pixels = tf.io.decode_png(data, channels=4)  # 16-bit keeps the high byte, as Pillow
         return over_white(pixels[..., :3], pixels[..., 3:])
 
     def opaque():  # TF fills alpha wrongly for palettes under 8 bits: decode without it
-        return _as_rgb(tf.io.decode_png(data, channels=0)[..., :3])
+        return tf.cond(grey, lambda: tf.tile(tf.io.decode_png(data, channels=1), [1, 1, 3]),
+                       lambda: tf.io.decode_png(data, channels=3))
 
-    alpha = tf.logical_or(tf.logical_or(tf.equal(colour_type, 4), tf.equal(colour_type, 6)),
-                          has_trns)
-    return tf.cond(grey16, scaled16, lambda: tf.cond(alpha, composited, opaque)), grey
+    image = tf.cond(tf.equal(mode, _ALPHA), composited,
+                    lambda: tf.cond(tf.equal(mode, _GREY16), scaled16, opaque))
+    return image, grey
 
 
 def _png_has_trns(images, fmt):
@@ -414,10 +430,10 @@ def _decode_bmp(data):
     return _as_rgb(image[..., :3]), tf.constant(False)
 
 
-def decode_inspected(data: tf.Tensor, fmt: tf.Tensor, has_trns: tf.Tensor, max_pixels: int):
+def decode_inspected(data: tf.Tensor, fmt: tf.Tensor, png_kind: tf.Tensor, max_pixels: int):
     """One encoded image whose batch passed ``inspect`` -> ([H, W, 3] uint8, is_grey)."""
     return _switch(tf.minimum(fmt, 3), [
-        lambda: _decode_png(data, has_trns),
+        lambda: _decode_png(data, png_kind),
         lambda: _decode_jpeg(data, max_pixels),
         lambda: _decode_gif(data),
         lambda: _decode_bmp(data)])
@@ -425,8 +441,8 @@ def decode_inspected(data: tf.Tensor, fmt: tf.Tensor, has_trns: tf.Tensor, max_p
 
 def decode_raw_image(data: tf.Tensor, max_pixels: int):
     """One encoded image -> ([H, W, 3] uint8, is_grey): ingestion's pixels, in the graph."""
-    fmt, has_trns = inspect(data[None], max_pixels)
-    return decode_inspected(data, fmt[0], has_trns[0], max_pixels)
+    fmt, png_kind = inspect(data[None], max_pixels)
+    return decode_inspected(data, fmt[0], png_kind[0], max_pixels)
 
 
 def to_channels(image: tf.Tensor, is_grey: tf.Tensor, channels: int) -> tf.Tensor:
