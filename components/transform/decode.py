@@ -8,12 +8,13 @@ with this same function, so a served raw file reaches the model as the Trainer s
   TF Serving's 400) before a pixel is decoded, so a decompression bomb costs nothing;
 - JPEG: the EXIF orientation (APP1, IFD0 tag 0x0112) is read with string ops and applied (TF has no
   EXIF op); ``INTEGER_ACCURATE`` IDCT, as libjpeg's default that Pillow uses; CMYK is converted by
-  TF's decoder (truncating where Pillow rounds: within one grey level);
+  TF's decoder (equal to Pillow on the test corpus; the tests allow JPEGs one grey level);
 - PNG: alpha, grey/colour tRNS keys and palette tRNS are composited over white with ingestion's
   integer formula; 16-bit grey is scaled as ingestion scales it, 16-bit colour keeps the high byte
   as Pillow does;
 - GIF: the first frame; its transparent colour index is painted white (what compositing a
-  binary alpha over white gives);
+  binary alpha over white gives). ``tf.io.decode_gif`` decodes every frame, so the pixel limit
+  bounds one frame, not an animation's total;
 - grey sources stay grey and colour sources colour, exactly as ingestion's L/RGB PNGs.
 
 The reference is ``components/image_example_gen/decode.py``; ``tests/test_decode.py`` holds the two
