@@ -221,7 +221,7 @@ def _png_kinds(images, fmt, has_trns):
                           has_trns)
     mode = tf.where(grey16, _GREY16, tf.where(alpha, _ALPHA, _OPAQUE))
     kinds = mode + tf.where(grey, _GREY_SOURCE, 0)
-    return tf.where(tf.equal(fmt, PNG), kinds, 0)
+    return tf.cast(tf.where(tf.equal(fmt, PNG), kinds, 0), tf.int64)
 
 
 def _decode_png(data, kind):
