@@ -28,13 +28,16 @@ PREPROCESSING_FN = "components.transform.preprocessing.preprocessing_fn"
 RUN_FN = "components.trainer.run.run_fn"
 TUNER_FN = "components.trainer.tuning.tuner_fn"
 PRESPLIT_NAMES = {"train", "test", "eval", "validation"}
-TRAINER_KEYS = ["home", "augment", "model", "train", "tuner", "evaluation.top_k"]
+TRAINER_KEYS = ["home", "augment", "model", "train", "tuner", "evaluation.top_k",
+                "data.max_file_bytes"]
 
 
 def transform_config(cfg: LensflowConfig) -> str:
-    """Transform sees only the image settings, with normalisation resolved for the family."""
+    """Transform sees only the image settings, with normalisation resolved for the family, and
+    the pixel limit its decode enforces (``data.max_image_pixels``, not the whole data section)."""
     image = {**cfg.to_dict()["image"], "normalize": cfg.effective_normalize}
-    return json.dumps({"image": image}, sort_keys=True)
+    data = {"max_image_pixels": cfg.data.max_image_pixels}
+    return json.dumps({"image": image, "data": data}, sort_keys=True)
 
 
 def beam_pipeline_args(cfg: LensflowConfig) -> List[str]:

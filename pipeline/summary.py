@@ -157,6 +157,8 @@ def format_text(summary: Dict[str, Any]) -> str:
             lines.append(f"  rejected {item['path']}: {item['reason']}")
         if len(summary["rejected"]) > 10:
             lines.append(f"  ... {len(summary['rejected']) - 10} more rejected (see the report)")
+        for warning in summary.get("warnings", []):
+            lines.append(f"  warning: {warning}")
     metrics = summary.get("metrics") or {}
     if metrics:
         shown = ", ".join(

@@ -11,14 +11,15 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from components.transform import features
-
-from components.trainer.signatures import MAX_IMAGE_BYTES
+from pipeline.config import DataConfig
 from serving.errors import BadRequest, ModelNotFound
 
 SERVE_TAG = "serve"
 DEFAULT_SIGNATURE = "serving_default"
 CLASS_NAMES_FILE = features.CLASS_NAMES_FILE
-MAX_STRING_BYTES = MAX_IMAGE_BYTES
+# The stand-in's transport ceiling per string; the model's own limit (``data.max_file_bytes``,
+# enforced inside ``serving_default``) is the one that matters, this default included.
+MAX_STRING_BYTES = DataConfig.max_file_bytes
 
 _TF_NOISE = re.compile(r"^(Graph execution error:|Detected at node|<stack traces|\s*\[\[|\s*$)")
 

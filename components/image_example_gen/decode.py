@@ -13,7 +13,7 @@ import os
 import stat
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -46,6 +46,7 @@ class DecodedImage:
     mode: str
     sha256: str
     mean_brightness: float
+    original_bytes: bytes = field(default=b"", repr=False)
 
     @property
     def png_channels(self) -> int:
@@ -73,6 +74,7 @@ def load_image(path: str, max_pixels: int = 40_000_000, max_bytes: int = 64 << 2
         mode=original_mode,
         sha256=hashlib.sha256(data).hexdigest(),
         mean_brightness=float(pixels.mean()),
+        original_bytes=data,
     )
 
 

@@ -3,7 +3,8 @@
 Scanning lists the files; decoding and encoding run in Beam (any runner). A file that cannot be
 used is never fatal: it is reported with its path and reason in ``ingestion_report.json`` beside
 the split folders of the Examples artifact, and the counts reconcile
-(found = ingested + rejected + ignored).
+(found = ingested + rejected + ignored). Ingested files the served model would refuse as sent
+(WebP, TIFF: the serving graph has no decoder for them) are listed as ``not_serveable``.
 """
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ from components.image_example_gen import report
 from components.image_example_gen.decode import RejectedImage, load_image
 from components.image_example_gen.scan import Candidate, ScanResult, scan_directory, scan_manifest
 from components.transform import features
+from components.transform.decode import serving_refusal
 from pipeline.config import LensflowConfig, from_custom_config
 
 REJECTED_TAG = "rejected"
+NOT_SERVEABLE_TAG = "not_serveable"
 _WORK_DIR = ".ingestion"
 
 
@@ -105,6 +108,10 @@ class _Decode(beam.DoFn):
                 {"path": candidate.rel_path, "reason": str(err)}, ensure_ascii=False))
             return
         split = assign_split(candidate.split, image.sha256, self._buckets, self._present)
+        refusal = serving_refusal(image.original_bytes, self._max_pixels)
+        if refusal:
+            yield beam.pvalue.TaggedOutput(NOT_SERVEABLE_TAG, json.dumps(
+                {"path": candidate.rel_path, "reason": refusal}, ensure_ascii=False))
         yield split, candidate.label, to_example(candidate, image)
 
 
@@ -145,9 +152,11 @@ class Executor(BaseExampleGenExecutor):
             | "Candidates" >> beam.Create(mixed_order(result.candidates), reshuffle=True)
             | "Decode" >> beam.ParDo(_Decode(cfg.data.max_image_pixels, cfg.data.max_file_bytes,
                                              cfg.data.split_buckets, result.splits)
-                                     ).with_outputs(REJECTED_TAG, main="ok"))
+                                     ).with_outputs(REJECTED_TAG, NOT_SERVEABLE_TAG, main="ok"))
         _ = decoded[REJECTED_TAG] | "WriteRejected" >> beam.io.WriteToText(
             os.path.join(work, "rejected"), file_name_suffix=".jsonl")
+        _ = decoded[NOT_SERVEABLE_TAG] | "WriteNotServeable" >> beam.io.WriteToText(
+            os.path.join(work, "not_serveable"), file_name_suffix=".jsonl")
         _ = (decoded.ok
              | "Key" >> beam.Map(lambda rec: json.dumps([rec[0], rec[1]]))
              | "Count" >> beam.combiners.Count.PerElement()

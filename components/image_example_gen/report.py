@@ -35,6 +35,7 @@ def build(scan: ScanResult, work_dir: str) -> Dict[str, Any]:
     for entry in splits.values():
         entry["per_class"] = dict(sorted(entry["per_class"].items()))
     ingested = sum(entry["total"] for entry in splits.values())
+    not_serveable = list(_read_jsonl(os.path.join(work_dir, "not_serveable*.jsonl")))
     found = len(scan.candidates) + len(scan.skipped)
     return {
         "layout": scan.layout,
@@ -42,10 +43,21 @@ def build(scan: ScanResult, work_dir: str) -> Dict[str, Any]:
         "ingested": ingested,
         "rejected": sorted(rejected, key=lambda r: r["path"]),
         "ignored": sorted(ignored, key=lambda r: r["path"]),
-        "warnings": list(scan.warnings),
+        "warnings": list(scan.warnings) + _serving_warnings(not_serveable),
+        "not_serveable": sorted(not_serveable, key=lambda r: r["path"]),
         "splits": dict(sorted(splits.items())),
         "classes": sorted({c for e in splits.values() for c in e["per_class"]}),
     }
+
+
+def _serving_warnings(not_serveable) -> list:
+    """One warning for ingested files the served model would refuse as sent."""
+    if not not_serveable:
+        return []
+    first = not_serveable[0]
+    return [f"{len(not_serveable)} ingested file(s) will not be serveable as sent (the serving "
+            f"graph refuses them; clients must send PNG or JPEG), e.g. {first['path']}: "
+            f"{first['reason']}; all are listed under not_serveable in the report"]
 
 
 def write(summary: Dict[str, Any], examples_uri: str) -> str:

@@ -69,9 +69,10 @@ def train(model, cfg: LensflowConfig, train_ds, eval_ds, log_dir: str,
     return history
 
 
-def export(model, tf_transform_output, names, serving_model_dir: str) -> None:
+def export(model, tf_transform_output, names, serving_model_dir: str,
+           max_file_bytes: int) -> None:
     """SavedModel with the three signatures (Keras-loadable too)."""
-    sigs = signatures.make_signatures(model, tf_transform_output, names)
+    sigs = signatures.make_signatures(model, tf_transform_output, names, max_file_bytes)
     model.save(serving_model_dir, save_format="tf", signatures=sigs)
     path = os.path.join(serving_model_dir, features.CLASS_NAMES_FILE)
     tf.io.gfile.makedirs(os.path.dirname(path))
@@ -107,7 +108,7 @@ def run_fn(fn_args) -> None:
         fh.write(json.dumps(history))
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, AUGMENTATION_FILE), "w") as fh:
         fh.write(json.dumps(augment.describe(cfg.augment)))
-    export(model, tf_transform_output, names, fn_args.serving_model_dir)
+    export(model, tf_transform_output, names, fn_args.serving_model_dir, cfg.data.max_file_bytes)
 
 
 def apply_hyperparameters(cfg: LensflowConfig, hyperparameters) -> LensflowConfig:

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from components.transform import features
-
-MAX_IMAGE_BYTES = 20 * 1024 * 1024
+from components.transform import decode, features
 
 
 def _outputs(model, class_names, transformed):
@@ -16,8 +14,11 @@ def _outputs(model, class_names, transformed):
             features.CLASS_NAMES: tf.gather(class_names, class_ids)}
 
 
-def make_signatures(model, tf_transform_output, class_names):
-    """``serving_default`` (encoded images), ``serving_examples`` and ``transform_features``."""
+def make_signatures(model, tf_transform_output, class_names, max_file_bytes: int):
+    """``serving_default`` (encoded images), ``serving_examples`` and ``transform_features``.
+
+    ``serving_default`` refuses requests over ``max_file_bytes`` (``data.max_file_bytes``, the
+    limit ingestion applies); the Transform layer's decode checks format and declared pixels."""
     model.tft_layer = tf_transform_output.transform_features_layer()
     names = tf.constant(class_names)
     raw_spec = tf_transform_output.raw_feature_spec()
@@ -26,10 +27,7 @@ def make_signatures(model, tf_transform_output, class_names):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.SERVING_IMAGES_INPUT)])
     def serve_images(images):
-        too_big = tf.reduce_any(tf.strings.length(images) > MAX_IMAGE_BYTES)
-        with tf.control_dependencies([tf.debugging.Assert(
-                tf.logical_not(too_big), [f"image larger than {MAX_IMAGE_BYTES} bytes"])]):
-            images = tf.identity(images)
+        images = decode.check_request_bytes(images, max_file_bytes)
         transformed = model.tft_layer({features.IMAGE_KEY: tf.reshape(images, [-1, 1])})
         return _outputs(model, names, transformed)
 

@@ -1,6 +1,6 @@
 """Transform's module: the deterministic image preprocessing shared by training, eval and serving.
 
-Decode -> colour mode -> resize (policy) -> scale to [0, 1] -> per-channel normalisation with
+Decode (``decode.py``, the same pixels as ingestion) -> colour mode -> resize (policy) -> scale to [0, 1] -> per-channel normalisation with
 full-pass statistics; labels map to ids through a vocabulary that keeps the class names.
 Augmentation is deliberately absent: it would be materialised once (losing its point) and
 would leak into the serving graph. It lives in ``augment.py`` and runs on training batches.
@@ -14,8 +14,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 
-from components.transform import features  # noqa: E402
-from pipeline.config import ImageConfig, from_custom_config  # noqa: E402
+from components.transform import decode, features  # noqa: E402
+from pipeline.config import DataConfig, ImageConfig, from_custom_config  # noqa: E402
 
 _EPS = 1e-6
 
@@ -25,16 +25,10 @@ def channels_for(image_cfg: ImageConfig) -> int:
     return 1 if image_cfg.color_mode == "grayscale" else 3
 
 
-def decode_one(encoded: tf.Tensor, channels: int) -> tf.Tensor:
-    """Decode one PNG/JPEG/BMP/GIF to uint8 [H, W, channels] (first GIF frame, alpha dropped)."""
-    image = tf.io.decode_image(encoded, channels=0, expand_animations=False)
-    image = tf.ensure_shape(image, [None, None, None])
-    have = tf.shape(image)[-1]
-    if channels == 1:
-        return tf.cond(have < 3, lambda: image[..., :1],
-                       lambda: tf.image.rgb_to_grayscale(image[..., :3]))
-    return tf.cond(have < 3, lambda: tf.image.grayscale_to_rgb(image[..., :1]),
-                   lambda: image[..., :3])
+def decode_one(encoded: tf.Tensor, channels: int, max_pixels: int) -> tf.Tensor:
+    """Decode one image file to uint8 [H, W, channels] as ingestion's Pillow code sees it (EXIF
+    orientation, alpha over white, 16-bit, CMYK): the one definition in ``decode.py``."""
+    return decode.decode(encoded, channels, max_pixels)
 
 
 def resize(image: tf.Tensor, size: int, policy: str) -> tf.Tensor:
@@ -50,16 +44,20 @@ def resize(image: tf.Tensor, size: int, policy: str) -> tf.Tensor:
     return tf.image.resize_with_crop_or_pad(image, size, size)
 
 
-def decode_and_resize(encoded: tf.Tensor, image_cfg: ImageConfig) -> tf.Tensor:
-    """Batch of encoded images [B] -> float32 [B, size, size, C] scaled to [0, 1]."""
+def decode_and_resize(encoded: tf.Tensor, image_cfg: ImageConfig,
+                      max_pixels: int = DataConfig.max_image_pixels) -> tf.Tensor:
+    """Batch of encoded images [B] -> float32 [B, size, size, C] scaled to [0, 1]; a header
+    declaring more than ``max_pixels`` is refused before decoding."""
     channels = channels_for(image_cfg)
+    formats, png_kinds = decode.inspect(encoded, max_pixels)  # header checks, whole batch at once
 
-    def one(data):
-        pixels = tf.cast(decode_one(data, channels), tf.float32) / 255.0
+    def one(args):
+        image, is_grey = decode.decode_inspected(*args, max_pixels)
+        pixels = tf.cast(decode.to_channels(image, is_grey, channels), tf.float32) / 255.0
         return resize(pixels, image_cfg.size, image_cfg.resize_policy)
 
     spec = tf.TensorSpec([image_cfg.size, image_cfg.size, channels], tf.float32)
-    return tf.map_fn(one, encoded, fn_output_signature=spec)
+    return tf.map_fn(one, (encoded, formats, png_kinds), fn_output_signature=spec)
 
 
 def normalise(images: tf.Tensor) -> tf.Tensor:
@@ -82,7 +80,8 @@ def _dense_scalar(value: tf.Tensor) -> tf.Tensor:
 def preprocessing_fn(inputs, custom_config=None):
     """tf.Transform entry point: raw features -> ``image_xf`` and ``label_xf``."""
     cfg = from_custom_config(custom_config)
-    images = decode_and_resize(_dense_scalar(inputs[features.IMAGE_KEY]), cfg.image)
+    images = decode_and_resize(_dense_scalar(inputs[features.IMAGE_KEY]), cfg.image,
+                               cfg.data.max_image_pixels)
     if cfg.effective_normalize:
         images = normalise(images)
     outputs = {features.IMAGE_XF: images}

@@ -2,6 +2,7 @@
 import glob
 import os
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
@@ -128,3 +129,24 @@ def test_examples_are_written_with_classes_interleaved_not_folder_by_folder(tmp_
     runs = 1 + sum(a != b for a, b in zip(labels, labels[1:]))
     assert len(labels) / runs < 3, f"mean same-class run {len(labels) / runs:.1f}"
     assert len(set(labels[:16])) == len(classes)
+
+
+def test_files_the_served_model_cannot_decode_are_ingested_with_a_warning(tmp_path):
+    from components.transform.tests import corpus
+
+    from PIL import Image
+
+    for k, label in enumerate(("boot", "bag")):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for number in range(6):
+            shifted = np.roll(corpus.base_image(), 3 * number + k, axis=1)
+            Image.fromarray(shifted).save(tmp_path / "data" / label / f"{number}.png")
+    for name, data in corpus.not_serveable().items():
+        (tmp_path / "data" / "boot" / f"odd.{name}").write_bytes(data)
+    summary = report.read(run_executor(tmp_path / "data", tmp_path / "out").uri)
+    assert summary["ingested"] == 14
+    listed = {item["path"]: item["reason"] for item in summary["not_serveable"]}
+    assert set(listed) == {"boot/odd.webp", "boot/odd.tiff"}
+    assert "WebP images cannot be decoded" in listed["boot/odd.webp"]
+    assert "TIFF images cannot be decoded" in listed["boot/odd.tiff"]
+    assert any("2 ingested file(s) will not be serveable as sent" in w for w in summary["warnings"])
