@@ -101,6 +101,7 @@ class RunArtifacts:
     pushed_model_dir: Optional[str] = None
     already_serving: bool = False
     push_known: bool = True
+    report_uri: Optional[str] = None
     executions: Dict[str, str] = field(default_factory=dict)
     execution_seconds: Dict[str, float] = field(default_factory=dict)
 
@@ -139,6 +140,8 @@ def from_store(metadata_path: str, run_id: Optional[str] = None) -> RunArtifacts
         artifact = _by_key(arts, key)
         if artifact is not None:
             setattr(run, f"{key}_uri", artifact.uri)
+    if ("RunReport", "report") in arts:
+        run.report_uri = arts[("RunReport", "report")].uri
     if _by_key(arts, "blessing") is not None:
         apply_blessing(run, _by_key(arts, "blessing"))
     if _by_key(arts, "pushed_model") is not None:
@@ -178,6 +181,8 @@ def summarise_artifacts(run: RunArtifacts) -> Dict[str, Any]:
         summary["model_uri"] = run.model_uri
     if run.model_run_uri:
         summary["model_run_uri"] = run.model_run_uri
+    if run.report_uri:
+        summary["report_uri"] = run.report_uri
     return summary
 
 

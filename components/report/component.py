@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import Any, Dict, Optional
 
 import tensorflow as tf
@@ -72,7 +73,10 @@ def headline(data: Dict[str, Any]) -> Dict[str, float]:
 def _write(outputs: Dict[str, types.Artifact], key: str, text: str) -> None:
     """Write an output's file (a ``system.*`` artifact is one file at its URI) and name it
     for the KFP UI, which shows only artifacts with a ``display_name``."""
-    with tf.io.gfile.GFile(outputs[key].uri, "w") as fh:
+    uri = outputs[key].uri
+    if "://" not in uri:  # no folder markers on object stores (kubeflow/pipelines#13476)
+        tf.io.gfile.makedirs(os.path.dirname(uri))
+    with tf.io.gfile.GFile(uri, "w") as fh:
         fh.write(text)
     outputs[key].set_string_custom_property("display_name", DISPLAY_NAMES[key])
 

@@ -81,9 +81,22 @@ def _blessing_marker(blessing_uri: str) -> Optional[bool]:
     return None
 
 
+def _s3_filesystem(uri: str) -> None:
+    """``tf.io.gfile`` reads ``s3://`` only once tensorflow-io registered its filesystem."""
+    if not uri.startswith("s3://"):
+        return
+    try:
+        import tensorflow_io  # noqa: F401 - registers s3:// with tf.io.gfile
+    except ImportError as err:
+        raise ArtifactsNotFound(f"{uri}: reading s3:// needs tensorflow-io installed (and "
+                                "S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY set)") \
+            from err
+
+
 def from_kfp_run(run_root: str) -> RunArtifacts:
     """The artifacts of one Kubeflow run from its folder under the pipeline root
-    (``gs://…``, ``s3://…`` once tensorflow-io is imported, or a local copy)."""
+    (``gs://…``, ``s3://…`` with tensorflow-io, or a local copy)."""
+    _s3_filesystem(run_root)
     run_root = run_root.rstrip("/")
     found: Dict[str, Optional[str]] = {name: kfp_output_uri(run_root, task, key)
                                        for name, (task, key) in KFP_OUTPUTS.items()}
