@@ -64,6 +64,20 @@ def test_the_local_run_writes_the_report_as_system_artifacts(local_outputs, e2e)
     assert recorded["errors"] == {}
 
 
+def test_lensflow_run_keeps_the_report_the_pipeline_wrote(local_outputs, e2e, capsys):
+    """After a run whose RunReport executed, ``lensflow run`` copies that page instead of
+    building the report a second time."""
+    from pipeline.cli import _finish
+
+    if run_summary.summarise(e2e.config.metadata_path)["run_id"] != e2e.summary["run_id"]:
+        pytest.skip("a later run of this home is the latest; the copy applies to e2e's run")
+    assert e2e.summary["executions"]["RunReport"] == "COMPLETE"
+    _finish(e2e.config, None, run_summary)
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("report: ")]
+    assert printed and printed[0].startswith(f"report: {os.path.join(e2e.home, 'reports')}")
+    assert read(printed[0][len("report: "):]) == read(local_outputs["report"][0].uri)
+
+
 def test_headline_and_markdown_follow_the_report_data(report_data):
     numbers = headline(report_data)
     ev = report_data["evaluation"]
