@@ -482,14 +482,8 @@ def quantity(value: Any, key: str) -> float:
 
 
 def _validate_resources(kf: KubeflowConfig) -> None:
-    if not isinstance(kf.resources, dict):
-        raise ConfigError(f"kubeflow.resources={kf.resources!r}; expected a mapping of task "
-                          "name (or default) to resources")
-    for task, entry in kf.resources.items():
+    for task, entry in kf.resources.items():  # the schema made both levels mappings
         prefix = f"kubeflow.resources.{task}"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{prefix}={entry!r}; expected a mapping with keys "
-                              f"{', '.join(RESOURCE_KEYS)}")
         unknown = sorted(set(entry) - set(RESOURCE_KEYS))
         if unknown:
             raise ConfigError(f"unknown key(s) {', '.join(f'{prefix}.{k}' for k in unknown)}; "

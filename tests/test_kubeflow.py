@@ -199,7 +199,8 @@ def test_tasks_that_read_outside_their_inputs_are_not_cached(compiled):
     ("kubeflow.resources", {"default": {"cpu": "1"}, "Trainer": {"cpu_request": "2"}},
      r"kubeflow\.resources\.Trainer\.cpu_request='2' exceeds its limit"),
     ("kubeflow.resources", {"Trainer": {"node_selector": ["gpu"]}}, "node_selector"),
-    ("kubeflow.resources", ["Trainer"], "expected a mapping"),
+    ("kubeflow.resources", ["Trainer"], r"kubeflow\.resources=\['Trainer'\]: .*dictionary"),
+    ("kubeflow.resources", {"Trainer": 2}, r"kubeflow\.resources\.Trainer=2: .*dictionary"),
 ])
 def test_config_rejects_values_the_pods_cannot_use(key, value, message):
     with pytest.raises(ConfigError, match=message):
