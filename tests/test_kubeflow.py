@@ -207,6 +207,25 @@ def test_config_rejects_values_the_pods_cannot_use(key, value, message):
         load_config(None, {key: value})
 
 
+def test_report_outputs_carry_the_types_the_kfp_ui_renders_and_tfx_can_import(compiled):
+    """The KFP UI shows an artifact by its type name (the schema title); TFX's entrypoint
+    imports the class by the same title, given as instanceSchema or as schemaTitle."""
+    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
+    from tfx.utils import import_utils
+
+    outputs = compiled.spec["components"]["RunReport"]["outputDefinitions"]["artifacts"]
+    titles = {key: yaml.safe_load(output["artifactType"]["instanceSchema"])["title"]
+              for key, output in outputs.items()}
+    assert titles == {"report": "system.HTML", "summary": "system.Markdown",
+                      "metrics": "system.Metrics"}
+    for key, title in titles.items():
+        for schema in (pipeline_spec_pb2.ArtifactTypeSchema(
+                           instance_schema=outputs[key]["artifactType"]["instanceSchema"]),
+                       pipeline_spec_pb2.ArtifactTypeSchema(schema_title=title)):
+            path = kubeflow_v2_entrypoint_utils._retrieve_class_path(schema)
+            assert import_utils.import_class_by_path(path).TYPE_NAME == title
+
+
 def test_resources_reach_each_container_and_node_selectors_the_platform_spec(compiled):
     """Strictly parsed: limits and requests in cores and GB (the KFP driver appends ``G``), the
     Trainer's GPU as its Kubernetes resource name; the default entry applies to every task."""
