@@ -7,7 +7,7 @@ setup(
     description="Image folder -> validated, served image classifier on TensorFlow Extended",
     python_requires=">=3.10,<3.11",
     packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*",
-                                    "serving", "serving.*"],
+                                    "serving", "serving.*", "system"],
                            exclude=["*.tests", "*.tests.*"]),
     package_data={"": ["*.pbtxt", "*.html", "*.j2", "*.css", "*.js"]},
     include_package_data=True,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -78,7 +79,8 @@ def run(home, config_file, data, manifest, epochs, batch_size, learning_rate, im
 
 
 def _finish(cfg, summary_json, run_summary):
-    """Summarise the run just made, write its report, and print both."""
+    """Summarise the run just made, keep its report (the one RunReport wrote, or written now
+    when that step did not run in this run), and print both."""
     from components.report.render import write_report
 
     try:
@@ -89,7 +91,11 @@ def _finish(cfg, summary_json, run_summary):
     report_path = os.path.join(cfg.home_dir, "reports", f"{_safe(result['run_id'])}.html")
     os.makedirs(os.path.dirname(report_path), exist_ok=True)
     try:
-        result["report_path"] = write_report(cfg.metadata_path, result["run_id"], report_path)
+        if result.get("report_uri") and result["executions"].get("RunReport") == "COMPLETE":
+            shutil.copyfile(result["report_uri"], report_path)  # this run's RunReport wrote it
+            result["report_path"] = report_path
+        else:
+            result["report_path"] = write_report(cfg.metadata_path, result["run_id"], report_path)
     except Exception as err:  # noqa: BLE001 - a report failure must not hide the run's outcome
         click.echo(f"report not written: {err}", err=True)
     click.echo("\n" + run_summary.format_text(result))

@@ -203,6 +203,22 @@ class KubeflowConfig:
     volumes: List[str] = field(
         default_factory=lambda: ["lensflow-models:/mnt/models", "lensflow-data:/mnt/data"])
     workdir: str = "/lensflow"
+    resources: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+
+    def resources_for(self, task: str) -> Dict[str, Any]:
+        """The resources of one task: its own entry over the ``default`` entry."""
+        merged = dict(self.resources.get("default") or {})
+        merged.update(self.resources.get(task) or {})
+        if "gpu" in merged:
+            merged.setdefault("gpu_type", DEFAULT_GPU_TYPE)
+        return merged
+
+
+RESOURCE_KEYS = ("cpu", "memory", "cpu_request", "memory_request", "gpu", "gpu_type",
+                 "node_selector")
+GPU_TASKS = ("Trainer", "Tuner")
+DEFAULT_GPU_TYPE = "nvidia.com/gpu"
+FREE_FORM_MAPPINGS = ("split_buckets", "resources")
 
 
 @dataclass
@@ -459,6 +475,57 @@ def _validate_kubeflow(kf: KubeflowConfig) -> None:
     mounts = [parse_volume(spec)[1] for spec in kf.volumes]
     if len(set(mounts)) != len(mounts):
         raise ConfigError(f"kubeflow.volumes={kf.volumes}; two claims share a mount path")
+    _validate_resources(kf)
+
+
+def quantity(value: Any, key: str) -> float:
+    """A positive Kubernetes quantity (``"500m"``, ``2``, ``"8Gi"``, ``"4G"``) as a number of
+    cores or bytes; ConfigError naming ``key`` otherwise."""
+    from kubernetes.utils import parse_quantity
+
+    try:
+        number = float(parse_quantity(value)) if not isinstance(value, bool) else -1.0
+    except (ValueError, TypeError):
+        number = -1.0
+    if number <= 0:
+        raise ConfigError(f"{key}={value!r}; expected a positive Kubernetes quantity "
+                          "(cpu: 2 or 500m; memory: 8Gi or 512Mi)")
+    return number
+
+
+def _validate_resources(kf: KubeflowConfig) -> None:
+    for task, entry in kf.resources.items():  # the schema made both levels mappings
+        prefix = f"kubeflow.resources.{task}"
+        unknown = sorted(set(entry) - set(RESOURCE_KEYS))
+        if unknown:
+            raise ConfigError(f"unknown key(s) {', '.join(f'{prefix}.{k}' for k in unknown)}; "
+                              f"known: {', '.join(RESOURCE_KEYS)}")
+        for key in ("cpu", "memory", "cpu_request", "memory_request"):
+            if key in entry:
+                quantity(entry[key], f"{prefix}.{key}")
+        if ("gpu" in entry or "gpu_type" in entry) and task not in GPU_TASKS:
+            raise ConfigError(f"{prefix}.gpu: only {' and '.join(GPU_TASKS)} train models; "
+                              "set a GPU on those tasks, not on this one")
+        gpu = entry.get("gpu")
+        if "gpu" in entry and (not isinstance(gpu, int) or isinstance(gpu, bool) or gpu < 1):
+            raise ConfigError(f"{prefix}.gpu={gpu!r}; expected a whole number of GPUs >= 1")
+        if "gpu_type" in entry and ("gpu" not in entry or not isinstance(entry["gpu_type"], str)
+                                    or not entry["gpu_type"]):
+            raise ConfigError(f"{prefix}.gpu_type={entry['gpu_type']!r}; expected the GPU's "
+                              "Kubernetes resource name (e.g. nvidia.com/gpu) beside gpu")
+        selector = entry.get("node_selector", {})
+        if not isinstance(selector, dict) or not all(
+                isinstance(k, str) and k and isinstance(v, str) for k, v in selector.items()):
+            raise ConfigError(f"{prefix}.node_selector={selector!r}; expected a mapping of "
+                              "node label to value (strings)")
+    for task in kf.resources:
+        merged = kf.resources_for(task)
+        for kind in ("cpu", "memory"):
+            if f"{kind}_request" in merged and kind in merged and \
+                    quantity(merged[f"{kind}_request"], "") > quantity(merged[kind], ""):
+                raise ConfigError(f"kubeflow.resources.{task}.{kind}_request="
+                                  f"{merged[kind + '_request']!r} exceeds its limit "
+                                  f"{kind}={merged[kind]!r} (default entry included)")
 
 
 def load_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None
@@ -482,7 +549,8 @@ def _merge(base: Dict[str, Any], update: Dict[str, Any], prefix: str) -> Dict[st
     for key, value in update.items():
         if key not in base:
             raise ConfigError(f"unknown config key {prefix}{key}; known: {', '.join(sorted(base))}")
-        if isinstance(base[key], dict) and isinstance(value, dict) and key != "split_buckets":
+        if isinstance(base[key], dict) and isinstance(value, dict) and \
+                key not in FREE_FORM_MAPPINGS:
             out[key] = _merge(base[key], value, f"{prefix}{key}.")
         else:
             out[key] = value

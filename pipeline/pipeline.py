@@ -1,7 +1,8 @@
 """``create_pipeline(config) -> tfx.dsl.Pipeline``: the wiring, and nothing but the wiring.
 
 ImageExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> DataGate ->
-Transform -> [Tuner] -> Trainer -> ServingBaseline -> Evaluator -> ServingCheck -> Pusher.
+Transform -> [Tuner] -> Trainer -> ServingBaseline -> Evaluator -> ServingCheck -> Pusher ->
+RunReport.
 Module code is referenced by module path, so the same pipeline runs locally and in the
 Kubeflow image where lensflow is installed.
 """
@@ -21,6 +22,7 @@ from components.evaluator.eval_config import build_eval_config
 from components.evaluator.component import LensflowEvaluator
 from components.image_example_gen.component import ImageExampleGen
 from components.pusher.component import LensflowPusher
+from components.report.component import RunReport
 from components.serving_check.component import ServingCheck
 from pipeline.config import CURATED_SCHEMA, CUSTOM_CONFIG_KEY, LensflowConfig
 
@@ -185,7 +187,12 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
                 base_directory=os.path.join(serving, cfg.push.model_name))),
         custom_config={"keep_versions": cfg.push.keep_versions, "model_name": cfg.push.model_name,
                        "serving_dir": serving, "training_fingerprint": fingerprint})
-    components += [trainer, baseline, evaluator, serving_check, pusher]
+    report = RunReport(
+        examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+        model_run=trainer.outputs["model_run"], evaluation=evaluator.outputs["evaluation"],
+        blessing=evaluator.outputs["blessing"], pushed_model=pusher.outputs["pushed_model"],
+        evaluation_split=evaluation_split(cfg))
+    components += [trainer, baseline, evaluator, serving_check, pusher, report]
 
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.pipeline_name,

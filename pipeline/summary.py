@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from ml_metadata import metadata_store
@@ -103,45 +104,106 @@ def _serving_check(artifact) -> Optional[Dict[str, Any]]:
     return out
 
 
+@dataclass
+class RunArtifacts:
+    """Where one run's artifacts are and what their metadata says, wherever that was read:
+    ML Metadata (local runs), the report component's inputs, or a Kubeflow run's bucket."""
+
+    run_id: str
+    examples_uri: Optional[str] = None
+    evaluation_uri: Optional[str] = None
+    model_uri: Optional[str] = None
+    model_run_uri: Optional[str] = None
+    evaluation_split: Optional[str] = None
+    blessed: Optional[bool] = None
+    pushed_model_dir: Optional[str] = None
+    already_serving: bool = False
+    push_known: bool = True
+    report_uri: Optional[str] = None
+    serving_check: Optional[Dict[str, Any]] = None
+    executions: Dict[str, str] = field(default_factory=dict)
+    execution_seconds: Dict[str, float] = field(default_factory=dict)
+
+
+def custom_value(artifact, key: str) -> Any:
+    """A custom property of an ML Metadata artifact or a TFX artifact, or None. (Under
+    Kubeflow the values reach TFX as struct values; TFX's getter decodes them.)"""
+    if hasattr(artifact, "get_custom_property"):
+        return artifact.get_custom_property(key) if artifact.has_custom_property(key) else None
+    value = artifact.custom_properties.get(key)
+    return None if value is None else getattr(value, value.WhichOneof("value"))
+
+
+def apply_blessing(run: RunArtifacts, blessing) -> None:
+    """``run.blessed`` from a ModelBlessing artifact's ``blessed`` property."""
+    run.blessed = bool(custom_value(blessing, "blessed"))
+
+
+def apply_push(run: RunArtifacts, pushed) -> None:
+    """``run.pushed_model_dir`` (None if not pushed) and ``already_serving`` from a
+    PushedModel artifact."""
+    if custom_value(pushed, "pushed"):
+        run.pushed_model_dir = custom_value(pushed, "pushed_destination")
+        run.already_serving = bool(custom_value(pushed, "already_serving"))
+
+
+def from_store(metadata_path: str, run_id: Optional[str] = None) -> RunArtifacts:
+    """The artifacts of one run recorded in a local ML Metadata store."""
+    store = open_store(metadata_path)
+    found = run_artifacts(store, run_id)
+    arts = found["artifacts"]
+    run = RunArtifacts(found["run_id"], executions=found["executions"],
+                       execution_seconds=found["seconds"],
+                       evaluation_split=_evaluated_split(found["properties"]))
+    for key in ("examples", "evaluation", "model", "model_run"):
+        artifact = _by_key(arts, key)
+        if artifact is not None:
+            setattr(run, f"{key}_uri", artifact.uri)
+    if ("RunReport", "report") in arts:
+        run.report_uri = arts[("RunReport", "report")].uri
+    if _by_key(arts, "blessing") is not None:
+        apply_blessing(run, _by_key(arts, "blessing"))
+    if _by_key(arts, "pushed_model") is not None:
+        apply_push(run, _by_key(arts, "pushed_model"))
+    run.serving_check = _serving_check(_by_key(arts, "infra_blessing"))
+    return run
+
+
 def summarise(metadata_path: str, run_id: Optional[str] = None) -> Dict[str, Any]:
     """The machine-readable run summary (also what ``--summary-json`` writes)."""
+    return summarise_artifacts(from_store(metadata_path, run_id))
+
+
+def summarise_artifacts(run: RunArtifacts) -> Dict[str, Any]:
+    """The run summary from the artifacts themselves (ingestion report, TFMA results)."""
     from components.evaluator import results
     from components.image_example_gen import report
 
-    store = open_store(metadata_path)
-    run = run_artifacts(store, run_id)
-    arts = run["artifacts"]
-    summary: Dict[str, Any] = {"run_id": run["run_id"], "executions": run["executions"],
-                               "execution_seconds": run["seconds"]}
-    examples = _by_key(arts, "examples")
-    if examples is not None:
-        ingestion = report.read(examples.uri)
+    summary: Dict[str, Any] = {"run_id": run.run_id, "executions": run.executions,
+                               "execution_seconds": run.execution_seconds}
+    if run.examples_uri:
+        ingestion = report.read(run.examples_uri)
         summary.update({k: ingestion[k] for k in
                         ("found", "ingested", "rejected", "ignored", "splits", "classes", "warnings")})
-        summary["examples_uri"] = examples.uri
-    evaluation = _by_key(arts, "evaluation")
-    if evaluation is not None:
-        summary["evaluation_uri"] = evaluation.uri
-        summary["evaluation_split"] = _evaluated_split(run["properties"])
-        summary.update(results.summary(evaluation.uri))
-    blessing = _by_key(arts, "blessing")
-    if blessing is not None:
-        value = blessing.custom_properties.get("blessed")
-        summary["blessed"] = bool(value and value.int_value)
-    summary["serving_check"] = _serving_check(_by_key(arts, "infra_blessing"))
-    pushed = _by_key(arts, "pushed_model")
-    summary["pushed_model_dir"] = None
-    if pushed is not None and pushed.custom_properties.get("pushed") and \
-            pushed.custom_properties["pushed"].int_value:
-        summary["pushed_model_dir"] = pushed.custom_properties["pushed_destination"].string_value
-        already = pushed.custom_properties.get("already_serving")
-        summary["already_serving"] = bool(already and already.int_value)
-    model = _by_key(arts, "model")
-    if model is not None:
-        summary["model_uri"] = model.uri
-    model_run = _by_key(arts, "model_run")
-    if model_run is not None:
-        summary["model_run_uri"] = model_run.uri
+        summary["examples_uri"] = run.examples_uri
+    if run.evaluation_uri:
+        summary["evaluation_uri"] = run.evaluation_uri
+        summary["evaluation_split"] = run.evaluation_split
+        summary.update(results.summary(run.evaluation_uri))
+    if run.blessed is not None:
+        summary["blessed"] = run.blessed
+    summary["serving_check"] = run.serving_check
+    summary["pushed_model_dir"] = run.pushed_model_dir
+    if not run.push_known:
+        summary["push_unknown"] = True
+    if run.pushed_model_dir:
+        summary["already_serving"] = run.already_serving
+    if run.model_uri:
+        summary["model_uri"] = run.model_uri
+    if run.model_run_uri:
+        summary["model_run_uri"] = run.model_run_uri
+    if run.report_uri:
+        summary["report_uri"] = run.report_uri
     return summary
 
 

@@ -24,9 +24,14 @@ ROOT = "gs://lensflow-test/kfp"
 DATA = "/mnt/data/shoes"
 COMPONENTS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
               "DataGate", "Transform", "Trainer", "ServingBaseline", "LensflowEvaluator",
-              "ServingCheck", "LensflowPusher"}
+              "ServingCheck", "LensflowPusher", "RunReport"}
 ENTRYPOINT = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
-CONFIG = {"kubeflow": {"data_path": DATA},
+GPU_NODES = {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
+RESOURCES = {"default": {"cpu": "1", "memory": "2Gi", "cpu_request": "500m",
+                         "memory_request": "1Gi"},
+             "Trainer": {"cpu": 4, "memory": "8Gi", "gpu": 1, "node_selector": GPU_NODES},
+             "Transform": {"memory": "6G"}}
+CONFIG = {"kubeflow": {"data_path": DATA, "resources": RESOURCES},
           "beam": {"direct_running_mode": "multi_processing", "direct_num_workers": 2}}
 
 
@@ -164,7 +169,7 @@ def test_paths_are_the_pods_paths_not_this_machines(compiled):
 def test_claims_are_mounted_only_on_the_tasks_that_use_their_paths(compiled):
     executors = compiled.platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     mounts = {label: [(m["constant"], m["mountPath"]) for m in conf["pvcMount"]]
-              for label, conf in executors.items()}
+              for label, conf in executors.items() if "pvcMount" in conf}
     assert mounts == {"ImageExampleGen_executor": [("lensflow-data", "/mnt/data")],
                       "ServingBaseline_executor": [("lensflow-models", "/mnt/models")],
                       "LensflowPusher_executor": [("lensflow-models", "/mnt/models")]}
@@ -186,10 +191,84 @@ def test_tasks_that_read_outside_their_inputs_are_not_cached(compiled):
     ("kubeflow.serving_dir", "models", "absolute path"),
     ("kubeflow.pipeline_root", "/local/root", "object store URI"),
     ("beam.direct_num_workers", 0, "at least 1"),
+    ("kubeflow.resources", {"Trainer": {"memory": "8GB"}}, r"kubeflow\.resources\.Trainer\.memory"),
+    ("kubeflow.resources", {"Trainer": {"cpus": 2}}, r"kubeflow\.resources\.Trainer\.cpus"),
+    ("kubeflow.resources", {"Transform": {"gpu": 1}}, "only Trainer and Tuner train"),
+    ("kubeflow.resources", {"Trainer": {"gpu": 0}}, "whole number of GPUs"),
+    ("kubeflow.resources", {"Trainer": {"gpu_type": "nvidia.com/gpu"}}, "beside gpu"),
+    ("kubeflow.resources", {"default": {"cpu": "1"}, "Trainer": {"cpu_request": "2"}},
+     r"kubeflow\.resources\.Trainer\.cpu_request='2' exceeds its limit"),
+    ("kubeflow.resources", {"Trainer": {"node_selector": ["gpu"]}}, "node_selector"),
+    ("kubeflow.resources", ["Trainer"], r"kubeflow\.resources=\['Trainer'\]: .*dictionary"),
+    ("kubeflow.resources", {"Trainer": 2}, r"kubeflow\.resources\.Trainer=2: .*dictionary"),
 ])
 def test_config_rejects_values_the_pods_cannot_use(key, value, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, {key: value})
+
+
+def test_report_outputs_carry_the_types_the_kfp_ui_renders_and_tfx_can_import(compiled):
+    """The KFP UI shows an artifact by its type name (the schema title); TFX's entrypoint
+    imports the class by the same title, given as instanceSchema or as schemaTitle."""
+    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
+    from tfx.utils import import_utils
+
+    outputs = compiled.spec["components"]["RunReport"]["outputDefinitions"]["artifacts"]
+    titles = {key: yaml.safe_load(output["artifactType"]["instanceSchema"])["title"]
+              for key, output in outputs.items()}
+    assert titles == {"report": "system.HTML", "summary": "system.Markdown",
+                      "metrics": "system.Metrics"}
+    for key, title in titles.items():
+        for schema in (pipeline_spec_pb2.ArtifactTypeSchema(
+                           instance_schema=outputs[key]["artifactType"]["instanceSchema"]),
+                       pipeline_spec_pb2.ArtifactTypeSchema(schema_title=title)):
+            path = kubeflow_v2_entrypoint_utils._retrieve_class_path(schema)
+            assert import_utils.import_class_by_path(path).TYPE_NAME == title
+
+
+def test_resources_reach_each_container_and_node_selectors_the_platform_spec(compiled):
+    """Strictly parsed: limits and requests in cores and GB (the KFP driver appends ``G``), the
+    Trainer's GPU as its Kubernetes resource name; the default entry applies to every task."""
+    executors = compiled.spec["deploymentSpec"]["executors"]
+    resources = {label[:-len("_executor")]: json_format.ParseDict(
+        executor["container"]["resources"],
+        pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec())
+        for label, executor in executors.items()}
+    assert set(resources) == COMPONENTS
+    trainer, transform = resources.pop("Trainer"), resources.pop("Transform")
+    assert (trainer.cpu_limit, trainer.memory_limit) == (4.0, 8 * 2 ** 30 / 1e9)
+    assert (trainer.accelerator.type, trainer.accelerator.count) == ("nvidia.com/gpu", 1)
+    assert (trainer.cpu_request, trainer.memory_request) == (0.5, 2 ** 30 / 1e9)
+    assert (transform.memory_limit, transform.cpu_limit) == (6.0, 1.0)
+    assert not transform.HasField("accelerator")
+    for name, spec in resources.items():
+        assert (spec.cpu_limit, spec.memory_limit, spec.cpu_request, spec.memory_request) == \
+            (1.0, 2 ** 31 / 1e9, 0.5, 2 ** 30 / 1e9), name
+        assert not spec.HasField("accelerator"), name
+    platform = json_format.ParseDict(compiled.platform, pipeline_spec_pb2.PlatformSpec())
+    configs = json_format.MessageToDict(platform.platforms["kubernetes"].deployment_spec)[
+        "executors"]
+    selectors = {}
+    for label in configs:
+        config = json_format.ParseDict(configs[label], k8s_pb.KubernetesExecutorConfig())
+        if config.HasField("node_selector"):
+            selectors[label] = dict(config.node_selector.labels)
+    assert selectors == {"Trainer_executor": GPU_NODES}
+
+
+def test_resources_of_an_unknown_task_name_the_key_and_the_tasks(compiled):
+    from pipeline.runners import kubeflow
+
+    cfg = compiled.cfg.replace(**{"kubeflow.resources": {"Trainr": {"cpu": 2}}})
+    with pytest.raises(ConfigError, match=r"kubeflow\.resources\.Trainr: no such task.*Trainer"):
+        kubeflow.build_pipeline(cfg)
+
+
+def test_no_resources_leave_the_containers_unconstrained(compiled):
+    from pipeline.runners import kubeflow
+
+    assert kubeflow.resource_spec(compiled.cfg.replace(
+        **{"kubeflow.resources": {}}).kubeflow.resources_for("Trainer")) is None
 
 
 def test_compile_rejects_an_unknown_package_extension(tmp_path):
@@ -259,7 +338,7 @@ def test_submit_compiles_a_missing_package_and_can_switch_the_cache_off(tmp_path
     result, state = submit(["--package", str(package), "--image", IMAGE,
                             "--pipeline-root", ROOT, "--no-cache"])
     assert result.exit_code == 0, result.output
-    assert package.exists() and "compiled 11 components" in result.output
+    assert package.exists() and "compiled 12 components" in result.output
     (run,) = state.calls("POST", "/runs")
     spec = run.body["pipeline_spec"]["pipeline_spec"]
     executors = spec["deploymentSpec"]["executors"].values()

@@ -47,20 +47,15 @@ def data_section(summary: Dict[str, Any]) -> Dict[str, Any]:
             "warnings": summary.get("warnings", [])}
 
 
-def evaluated_split(metadata_path: str, summary: Dict[str, Any]) -> str:
-    """The split TFMA evaluated: the summary's value if it names a split, else the
-    Evaluator execution's ``example_splits`` recorded in ML Metadata."""
+def evaluated_split(summary: Dict[str, Any]) -> str:
+    """The split TFMA evaluated: the one the Evaluator recorded, else (a run read from a bucket,
+    where ML Metadata is out of reach) the pipeline's own rule: ``test`` if the data has one."""
     known = set(summary.get("splits", {}))
     if summary.get("evaluation_split") in known:
         return summary["evaluation_split"]
-    store = run_summary.open_store(metadata_path)
-    context = store.get_context_by_type_and_name(run_summary.RUN_CONTEXT, summary["run_id"])
-    for execution in store.get_executions_by_context(context.id):
-        value = execution.properties.get("example_splits")
-        if value is not None and value.string_value:
-            splits = json.loads(value.string_value)
-            if splits:
-                return splits[0]
+    for split in ("test", "eval"):
+        if split in known:
+            return split
     raise LookupError(f"cannot tell which split run {summary['run_id']} evaluated")
 
 
@@ -158,12 +153,23 @@ def _attempt(errors: Dict[str, str], name: str, fn: Callable, *args, **kwargs) -
         return None
 
 
-def collect(metadata_path: str, run_id: Optional[str] = None, *, max_images: int = MAX_IMAGES,
-            wrong_count: int = WRONG_COUNT, explain_count: int = EXPLAIN_COUNT) -> Dict[str, Any]:
-    """Everything the report shows for one run (``None`` or ``"latest"``: the newest run)."""
+def collect(metadata_path: str, run_id: Optional[str] = None, **options) -> Dict[str, Any]:
+    """Everything the report shows for one run of a local ML Metadata store (``None`` or
+    ``"latest"``: the newest run)."""
+    return collect_summary(run_summary.summarise(metadata_path, run_id), **options)
+
+
+def collect_artifacts(run: run_summary.RunArtifacts, **options) -> Dict[str, Any]:
+    """Everything the report shows, from the artifacts alone (the report component, a bucket)."""
+    return collect_summary(run_summary.summarise_artifacts(run), **options)
+
+
+def collect_summary(summary: Dict[str, Any], *, max_images: int = MAX_IMAGES,
+                    wrong_count: int = WRONG_COUNT,
+                    explain_count: int = EXPLAIN_COUNT) -> Dict[str, Any]:
+    """Everything the report shows, for a run summary (``pipeline.summary``)."""
     if max_images < 1:
         raise ValueError(f"max_images must be >= 1, got {max_images}")
-    summary = run_summary.summarise(metadata_path, run_id)
     errors: Dict[str, str] = {}
     out: Dict[str, Any] = {
         "run_id": summary["run_id"], "summary": summary, "errors": errors,
@@ -183,7 +189,7 @@ def collect(metadata_path: str, run_id: Optional[str] = None, *, max_images: int
     if names and "evaluation_uri" not in missing:
         out["evaluation"] = _attempt(errors, "evaluation", evaluation_section, summary, names)
         out["evaluation_split"] = _attempt(errors, "evaluation split", evaluated_split,
-                                           metadata_path, summary)
+                                           summary)
     out["training"] = _attempt(errors, "training", training_section, summary["model_run_uri"]) \
         if "model_run_uri" not in missing else None
     if names and out.get("evaluation_split") and "examples_uri" not in missing:

@@ -11,22 +11,29 @@ from pipeline.cli_options import config_option, home_option, make_config
 @config_option
 @click.option("--run", "run_id", default="latest", show_default=True,
               help="Run id (see `lensflow summary`) or 'latest'.")
+@click.option("--artifacts", "artifacts_uri", metavar="URI",
+              help="Instead of the local store: the folder of one Kubeflow run under the "
+                   "pipeline root (<pipeline root>/<run id>, gs://, s3:// or a local copy).")
 @click.option("--compare", "compare_path", type=click.Path(exists=True),
               help="Instead of a run: the page of a `lensflow compare` (its folder or compare.json).")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="HTML file to write (one file, images inlined, opens offline).")
-def report(home, config_file, run_id, compare_path, out_path):
+def report(home, config_file, run_id, artifacts_uri, compare_path, out_path):
     """Write the HTML report of a run: data, metrics, validation, training, interpretability."""
     if compare_path:
         _compare_report(compare_path, out_path)
         return
-    from components.report.render import write_report
+    from components.report.render import write_artifacts_report, write_report
+    from components.report.sources import ArtifactsNotFound
     from pipeline.summary import RunNotFound
 
-    cfg = make_config(config_file, home)
     try:
-        path = write_report(cfg.metadata_path, run_id, out_path)
-    except (RunNotFound, IsADirectoryError) as err:
+        if artifacts_uri:
+            run_root = artifacts_uri if run_id == "latest" else f"{artifacts_uri.rstrip('/')}/{run_id}"
+            path = write_artifacts_report(run_root, out_path)
+        else:
+            path = write_report(make_config(config_file, home).metadata_path, run_id, out_path)
+    except (RunNotFound, ArtifactsNotFound, IsADirectoryError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(f"report written to {path}")
 

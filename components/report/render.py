@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import jinja2
 
@@ -71,11 +71,24 @@ def render(data: Dict[str, Any]) -> str:
 
 
 def write_report(metadata_path: str, run_id: Optional[str], out_path: str) -> str:
-    """Collect, render and write the report of a run; returns the absolute path written."""
+    """Collect, render and write the report of a local run; returns the absolute path."""
+    return write_html(lambda: render(build.collect(metadata_path, run_id)), out_path)
+
+
+def write_artifacts_report(run_root: str, out_path: str) -> str:
+    """Collect, render and write the report of a Kubeflow run from its folder in the bucket."""
+    from components.report import sources
+
+    return write_html(lambda: render(build.collect_artifacts(sources.from_kfp_run(run_root))),
+                      out_path)
+
+
+def write_html(make_html: Callable[[], str], out_path: str) -> str:
+    """Check ``out_path`` is a file path, then build the page and write it there."""
     out_path = os.path.abspath(os.path.expanduser(out_path))
     if os.path.isdir(out_path):
         raise IsADirectoryError(f"the report path must be a file path, {out_path} is a directory")
-    html = render(build.collect(metadata_path, run_id))
+    html = make_html()
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
     with open(out_path, "w", encoding="utf-8") as fh:
         fh.write(html)

@@ -5,6 +5,8 @@ open-source KFP v2 backend: paths as seen from inside the pods, PersistentVolume
 (the ``kubernetes`` platform spec that kfp-kubernetes writes), no cache for the two tasks whose
 cache key cannot see what they read, pipeline spec schema 2.1 (newer KFP drivers resolve only its
 constants), and a refusal to write a spec with resolver executors, which OSS KFP cannot run.
+Per-task CPU, memory and GPU from ``kubeflow.resources`` go into each container's
+``ResourceSpec`` through TFX's ``with_platform_config``; node selectors into the platform spec.
 """
 from __future__ import annotations
 
@@ -19,13 +21,15 @@ from typing import Any, Dict, List, Optional  # noqa: E402
 import yaml  # noqa: E402
 from google.protobuf import json_format  # noqa: E402
 from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s_pb  # noqa: E402
+from kfp.pipeline_spec import pipeline_spec_pb2  # noqa: E402
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kv2  # noqa: E402
 
-from pipeline.config import (CURATED_SCHEMA, REPO_ROOT, LensflowConfig,  # noqa: E402
-                             parse_volume)
+from pipeline.config import (CURATED_SCHEMA, REPO_ROOT, ConfigError,  # noqa: E402
+                             LensflowConfig, parse_volume, quantity)
 from pipeline.pipeline import create_pipeline  # noqa: E402
 
 ENTRYPOINT = list(kv2.KUBEFLOW_TFX_CMD)
+ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
 PACKAGE_SUFFIXES = (".yaml", ".yml", ".json")
 PLACEHOLDER_BUCKET = "YOUR-BUCKET"
 
@@ -55,13 +59,40 @@ def image_schema_file(cfg: LensflowConfig) -> str:
 
 
 def build_pipeline(cfg: LensflowConfig):
-    """The TFX pipeline with every path as the Kubeflow pods see it."""
+    """The TFX pipeline with every path as the Kubeflow pods see it, and each task's
+    resources attached as its platform config."""
     remote = remote_config(cfg)
     data = remote.data
     data_root = posixpath.dirname(data.manifest) if data.manifest else data.path
-    return create_pipeline(remote, pipeline_root=cfg.kubeflow.pipeline_root,
-                           serving_dir=cfg.kubeflow.serving_dir, data_root=data_root,
-                           schema_file=image_schema_file(cfg))
+    pipeline = create_pipeline(remote, pipeline_root=cfg.kubeflow.pipeline_root,
+                               serving_dir=cfg.kubeflow.serving_dir, data_root=data_root,
+                               schema_file=image_schema_file(cfg))
+    tasks = [component.id for component in pipeline.components]
+    unknown = sorted(set(cfg.kubeflow.resources) - set(tasks) - {"default"})
+    if unknown:
+        raise ConfigError(f"{', '.join('kubeflow.resources.' + name for name in unknown)}: no "
+                          f"such task in this pipeline; tasks: default, {', '.join(tasks)}")
+    for component in pipeline.components:
+        resources = resource_spec(cfg.kubeflow.resources_for(component.id))
+        if resources is not None:
+            component.with_platform_config(resources)
+    return pipeline
+
+
+def resource_spec(resources: Dict[str, Any]) -> Optional[ResourceSpec]:
+    """The container ``ResourceSpec`` for one task's resources: CPU in cores, memory in GB
+    (the KFP driver writes ``<n>G``), the GPU as the accelerator's Kubernetes resource name
+    and count; None when nothing is set."""
+    spec = ResourceSpec()
+    for key, field_name, unit in (("cpu", "cpu_limit", 1), ("cpu_request", "cpu_request", 1),
+                                  ("memory", "memory_limit", 1e9),
+                                  ("memory_request", "memory_request", 1e9)):
+        if key in resources:
+            setattr(spec, field_name, quantity(resources[key], key) / unit)
+    if resources.get("gpu"):
+        spec.accelerator.type = resources["gpu_type"]
+        spec.accelerator.count = int(resources["gpu"])
+    return spec if spec.ByteSize() else None
 
 
 def resolver_executors(spec: Dict[str, Any]) -> List[str]:
@@ -83,14 +114,29 @@ def compile_job(cfg: LensflowConfig) -> Dict[str, Any]:
     """Compile to a PipelineJob dict (its ``pipelineSpec`` adjusted for open-source KFP)."""
     runner = kv2.KubeflowV2DagRunner(config=kv2.KubeflowV2DagRunnerConfig(
         default_image=cfg.kubeflow.image, use_pipeline_spec_2_1=True))
-    job = runner.run(build_pipeline(cfg), write_out=False)
+    pipeline = build_pipeline(cfg)
+    job = runner.run(pipeline, write_out=False)
     spec = job["pipelineSpec"]
     check_runnable(spec)
+    restore_dropped_resources(spec, pipeline)
     tasks = spec["root"]["dag"]["tasks"]
     for name in UNCACHED_TASKS:
         tasks[name]["cachingOptions"] = {"enableCache": False}
     spec["defaultPipelineRoot"] = cfg.kubeflow.pipeline_root
     return job
+
+
+def restore_dropped_resources(spec: Dict[str, Any], pipeline) -> None:
+    """Put each step's platform config into its container where TFX left it out: TFX 1.16's
+    ``StepBuilder._build_file_based_example_gen_spec`` (ImageExampleGen's container) never
+    copies ``platform_config`` into ``resources`` as it does for every other component."""
+    executors = spec["deploymentSpec"]["executors"]
+    for component in pipeline.components:
+        if component.platform_config is None:
+            continue
+        label = spec["components"][component.id]["executorLabel"]
+        executors[label]["container"].setdefault(
+            "resources", json_format.MessageToDict(component.platform_config))
 
 
 def _mount_owners(cfg: LensflowConfig) -> Dict[str, List[str]]:
@@ -105,16 +151,25 @@ def _under(path: str, mount: str) -> bool:
 
 
 def platform_spec(cfg: LensflowConfig, spec: Dict[str, Any]) -> Dict[str, Any]:
-    """The ``kubernetes`` PlatformSpec mounting each claim on the tasks using paths under it."""
+    """The ``kubernetes`` PlatformSpec mounting each claim on the tasks using paths under it,
+    with the node selectors of ``kubeflow.resources``."""
     volumes = [parse_volume(entry) for entry in cfg.kubeflow.volumes]
-    executors = {}
+    configs: Dict[str, k8s_pb.KubernetesExecutorConfig] = {}
+
+    def config_of(component: str) -> k8s_pb.KubernetesExecutorConfig:
+        label = spec["components"][component]["executorLabel"]
+        return configs.setdefault(label, k8s_pb.KubernetesExecutorConfig())
+
     for component, paths in _mount_owners(cfg).items():
         mounts = [k8s_pb.PvcMount(constant=claim, mount_path=mount) for claim, mount in volumes
                   if any(_under(path, mount) for path in paths)]
         if mounts and component in spec["components"]:
-            label = spec["components"][component]["executorLabel"]
-            executors[label] = json_format.MessageToDict(
-                k8s_pb.KubernetesExecutorConfig(pvc_mount=mounts))
+            config_of(component).pvc_mount.extend(mounts)
+    for component in spec["components"]:
+        selector = cfg.kubeflow.resources_for(component).get("node_selector")
+        if selector:
+            config_of(component).node_selector.labels.update(selector)
+    executors = {label: json_format.MessageToDict(config) for label, config in configs.items()}
     if not executors:
         return {}
     return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}
@@ -151,7 +206,7 @@ def compile_package(cfg: LensflowConfig, out_path: str) -> Dict[str, Any]:
             "pipeline_root": cfg.kubeflow.pipeline_root,
             "components": sorted(job["pipelineSpec"]["components"]),
             "mounts": {label: [m["constant"] + ":" + m["mountPath"] for m in conf["pvcMount"]]
-                       for label, conf in executors.items()},
+                       for label, conf in executors.items() if conf.get("pvcMount")},
             "uncached": sorted(UNCACHED_TASKS),
             "note": "a PipelineJob (.json) carries no Kubernetes volume mounts" if as_json else ""}
 
