@@ -44,3 +44,13 @@ def e2e(tmp_path_factory) -> PipelineRun:
 
     home = tmp_path_factory.mktemp("lensflow_home")
     return run_pipeline(load_config(None, {"home": str(home), **E2E_OVERRIDES}))
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A moto S3 server on loopback (an S3/MinIO stand-in), shared by the session."""
+    from tests import s3_server as s3
+
+    server = s3.start()
+    yield server
+    server.stop()
