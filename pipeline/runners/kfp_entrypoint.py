@@ -99,6 +99,12 @@ def register_filesystems() -> None:
     """Make ``s3://`` known to ``tf.io.gfile`` (tensorflow-io's S3 filesystem) and let Beam's S3
     filesystem write empty files (apache/beam#21427)."""
     import tensorflow_io  # noqa: F401  (import registers the s3 filesystem)
+
+    _patch_beam_s3()
+
+
+def _patch_beam_s3() -> None:
+    """apache/beam#21427: an empty file gets one empty part."""
     from apache_beam.io.aws import s3io
 
     if not getattr(s3io.S3Uploader.finish, "lensflow_patched", False):

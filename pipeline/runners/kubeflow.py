@@ -87,6 +87,7 @@ def check_runnable(spec: Dict[str, Any]) -> None:
 
 def compile_job(cfg: LensflowConfig) -> Dict[str, Any]:
     """Compile to a PipelineJob dict (its ``pipelineSpec`` adjusted for open-source KFP)."""
+    s3_env = s3_environment(cfg)
     runner = kv2.KubeflowV2DagRunner(config=kv2.KubeflowV2DagRunnerConfig(
         default_image=cfg.kubeflow.image, use_pipeline_spec_2_1=True))
     job = runner.run(build_pipeline(cfg), write_out=False)
@@ -96,7 +97,7 @@ def compile_job(cfg: LensflowConfig) -> Dict[str, Any]:
     for name in UNCACHED_TASKS:
         tasks[name]["cachingOptions"] = {"enableCache": False}
     spec["defaultPipelineRoot"] = cfg.kubeflow.pipeline_root
-    env = [{"name": k, "value": v} for k, v in sorted(s3_environment(cfg).items())]
+    env = [{"name": k, "value": v} for k, v in sorted(s3_env.items())]
     for executor in spec["deploymentSpec"]["executors"].values():
         container = executor.get("container", {})
         if container.get("command") == TFX_ENTRYPOINT:
