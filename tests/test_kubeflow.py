@@ -25,7 +25,8 @@ DATA = "/mnt/data/shoes"
 COMPONENTS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
               "DataGate", "Transform", "Trainer", "ServingBaseline", "LensflowEvaluator",
               "LensflowPusher"}
-ENTRYPOINT = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
+# lensflow's launcher of TFX's kubeflow_v2_run_executor (pipeline/runners/kfp_entrypoint.py).
+ENTRYPOINT = ["python", "-m", "pipeline.runners.kfp_entrypoint"]
 CONFIG = {"kubeflow": {"data_path": DATA},
           "beam": {"direct_running_mode": "multi_processing", "direct_num_workers": 2}}
 

@@ -128,3 +128,30 @@ def test_examples_are_written_with_classes_interleaved_not_folder_by_folder(tmp_
     runs = 1 + sum(a != b for a, b in zip(labels, labels[1:]))
     assert len(labels) / runs < 3, f"mean same-class run {len(labels) / runs:.1f}"
     assert len(set(labels[:16])) == len(classes)
+
+
+def test_data_fingerprint_follows_content_and_labels_not_file_times(tmp_path):
+    """The Examples artifact records what was ingested (the run-time data fingerprint)."""
+    from PIL import Image
+
+    from components.pusher.fingerprint import DATA_FINGERPRINT
+
+    data = tmp_path / "data"
+    for label, shade in (("dark", 10), ("light", 200)):
+        (data / label).mkdir(parents=True)
+        for i in range(6):
+            Image.new("L", (8, 8), color=shade + i).save(data / label / f"{i}.png")
+
+    cfg = LensflowConfig().replace(**{"data.split_buckets": {"train": 1, "eval": 1}})
+
+    def fingerprint(out):
+        examples = run_executor(data, tmp_path / out, cfg)
+        return examples.get_string_custom_property(DATA_FINGERPRINT)
+
+    first = fingerprint("o1")
+    assert len(first) == 64
+    for path in data.rglob("*.png"):
+        os.utime(path, (1, 1))
+    assert fingerprint("o2") == first
+    os.rename(data / "dark" / "0.png", data / "light" / "relabelled.png")
+    assert fingerprint("o3") != first
