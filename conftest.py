@@ -76,12 +76,16 @@ class KubeflowRehearsal:
         from pipeline.runners import rehearse
         from tests import s3_server
 
-        return rehearse.Rehearser(
+        rehearser = rehearse.Rehearser(
             self.package, state_dir=self.state_dir, mounts=self.volumes, run_id=run_id,
             secrets={self.config.kubeflow.s3_secret: {"accesskey": s3_server.ACCESS_KEY,
                                                       "secretkey": s3_server.SECRET_KEY}},
             dockerfile=str(REPO_ROOT / "kubeflow" / "Dockerfile"), workdir=str(REPO_ROOT),
-            echo=print).run()
+            echo=print)
+        try:
+            return rehearser.run()
+        except rehearse.RehearsalError as err:
+            pytest.fail(f"{err}\n--- last lines of {err.task}'s log ---\n{err.log}")
 
 
 @pytest.fixture(scope="session")

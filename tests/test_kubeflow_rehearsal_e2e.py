@@ -24,8 +24,11 @@ TASKS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidato
          "Transform", "Trainer", "ServingBaseline", "LensflowEvaluator", "LensflowPusher"}
 # Images compared between the rehearsed and the local model (the sample, in a fixed order).
 COMPARED_IMAGES = 60
-AGREEMENT = 0.0
-PROBABILITY_GAP = 1.0
+# Same data, seeds and settings: on these machines the two models came out identical (top-1
+# agreement 1.0, mean |dp| < 1e-4). The bounds leave room only for float reduction order (a
+# different CPU or thread count), far below what a different split, label or setting causes.
+AGREEMENT = 0.98
+PROBABILITY_GAP = 1e-3
 
 
 def model_base(run):
@@ -84,10 +87,10 @@ def sample_images(count):
 
 
 def test_serving_default_answers_like_the_local_runs_model(kfp_rehearsal, e2e):
-    """Same data, same settings, trained twice (in the rehearsal's task processes and in the
-    local run): not bit-identical (float reductions in Beam/TF run in different orders), so the
-    check is that both models give the same answer on nearly every image and close
-    probabilities, which two models trained from different data or settings do not."""
+    """Same data, same settings, trained twice: in the rehearsal's task processes (from the
+    package, on S3) and in the local run (LocalDagRunner). What is validated locally is what
+    Kubeflow would deploy: the same answers on the same images, probabilities within float
+    noise."""
     (version,) = versions.versions(model_base(kfp_rehearsal))
     rehearsed = tf.saved_model.load(os.path.join(model_base(kfp_rehearsal), str(version)))
     local = tf.saved_model.load(e2e.summary["pushed_model_dir"])
@@ -121,15 +124,16 @@ def shuffle_training_labels(images_dir, buckets):
     classes = sorted(os.listdir(images_dir))
     rng = random.Random(7)
     moved = 0
-    for label in classes:
-        for name in sorted(os.listdir(os.path.join(images_dir, label))):
-            path = os.path.join(images_dir, label, name)
-            content = hashlib.sha256(open(path, "rb").read()).hexdigest()
-            if assign_split(None, content, buckets, []) != "train":
-                continue
-            other = rng.choice([c for c in classes if c != label])
-            shutil.move(path, os.path.join(images_dir, other, f"moved_{label}_{name}"))
-            moved += 1
+    files = [(label, name) for label in classes
+             for name in sorted(os.listdir(os.path.join(images_dir, label)))]
+    for label, name in files:
+        path = os.path.join(images_dir, label, name)
+        content = hashlib.sha256(open(path, "rb").read()).hexdigest()
+        if assign_split(None, content, buckets, []) != "train":
+            continue
+        other = rng.choice([c for c in classes if c != label])
+        shutil.move(path, os.path.join(images_dir, other, f"moved_{label}_{name}"))
+        moved += 1
     return moved
 
 
