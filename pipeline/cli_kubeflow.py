@@ -1,7 +1,9 @@
-"""``lensflow compile`` and ``lensflow submit``: the pipeline on Kubeflow Pipelines v2.
+"""``lensflow compile``, ``lensflow rehearse`` and ``lensflow submit``: the pipeline on Kubeflow
+Pipelines v2.
 
-Registered on the main group by ``pipeline.cli``. Both commands read the same config as
-``lensflow run``; its ``kubeflow`` section says which image, pipeline root and pod paths to use.
+Registered on the main group by ``pipeline.cli``. ``compile`` and ``submit`` read the same config
+as ``lensflow run``; its ``kubeflow`` section says which image, pipeline root and pod paths to use.
+``rehearse`` reads only the compiled package.
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ def _compile(cfg, out: str) -> None:
                f"  image: {info['image']}\n  pipeline root: {info['pipeline_root']}")
     for label, mounts in sorted(info["mounts"].items()):
         click.echo(f"  {label} mounts {', '.join(mounts)}")
+    if info["secret"]:
+        click.echo(f"  S3 credentials from secret {info['secret']} (accesskey, secretkey)")
     click.echo(f"  cache off for: {', '.join(info['uncached'])}")
     if info["note"]:
         click.echo(f"  note: {info['note']}")
@@ -99,3 +103,41 @@ def _submit(kubeflow, cfg, host, path, experiment, run_name, no_cache) -> str:
                                    f"{(body or '').strip()[:500]}") from err
     except urllib3.exceptions.HTTPError as err:
         raise click.ClickException(f"cannot reach KFP at {host}: {err}") from err
+
+
+@click.command("rehearse")
+@click.argument("package", type=click.Path(exists=True, dir_okay=False))
+@click.option("--mount", "mounts", multiple=True, metavar="CLAIM=DIR",
+              help="Local folder standing in for a PVC (by claim name or mount path); repeat.")
+@click.option("--secret", "secrets", multiple=True, metavar="SECRET.KEY=VALUE",
+              help="A key of a Kubernetes secret the package reads as env; repeat.")
+@click.option("--env", "env", multiple=True, metavar="NAME=VALUE",
+              help="Override a variable of the tasks' environment (e.g. S3_ENDPOINT); repeat.")
+@click.option("--pipeline-root", help="Artifact root [the package's defaultPipelineRoot].")
+@click.option("--state-dir", type=click.Path(file_okay=False),
+              help="Logs, task folders and the cache [<package>.rehearsal beside the package].")
+@click.option("--run-id", help="Run id in the artifact URIs [rehearsal-<time>].")
+@click.option("--no-cache", is_flag=True, default=False, help="Run every task, cached or not.")
+def rehearse_command(package, mounts, secrets, env, pipeline_root, state_dir, run_id, no_cache):
+    """Execute a compiled .yaml package locally, task by task, as KFP v2 would (no cluster)."""
+    from pipeline.config import REPO_ROOT
+    from pipeline.runners import rehearse
+
+    try:
+        rehearser = rehearse.Rehearser(
+            package, state_dir=state_dir or os.path.splitext(package)[0] + ".rehearsal",
+            mounts=rehearse.parse_assignments(mounts, "--mount"),
+            secrets=rehearse.parse_secrets(secrets), env=rehearse.parse_assignments(env, "--env"),
+            dockerfile=str(REPO_ROOT / "kubeflow" / "Dockerfile"), workdir=str(REPO_ROOT),
+            pipeline_root=pipeline_root, enable_cache=not no_cache, run_id=run_id,
+            echo=click.echo)
+        result = rehearser.run()
+    except ValueError as err:
+        raise click.UsageError(str(err)) from err
+    except rehearse.RehearsalError as err:
+        if err.log:
+            click.echo(f"--- last lines of {err.task}'s log ---\n{err.log}", err=True)
+        raise click.ClickException(str(err)) from err
+    states = [f"{name}: {task.state}" for name, task in result.tasks.items()]
+    click.echo(f"rehearsal {result.run_id} finished: {', '.join(states)}\n"
+               f"  artifacts under {result.run_root}")

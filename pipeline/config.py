@@ -194,6 +194,9 @@ class KubeflowConfig:
     Pusher use POSIX file APIs), normally on the PersistentVolumeClaims in ``volumes``
     (``"<claim name>:<mount path>"``), mounted on the components that use them. ``workdir`` is
     where ``kubeflow/Dockerfile`` puts the repository (the curated schema is read from there).
+    The ``s3_*`` keys apply to an ``s3://`` pipeline root (e.g. the MinIO of a KFP install):
+    the endpoint (``host:port``), region and scheme go into every task's environment, and the
+    credentials come from the Kubernetes secret ``s3_secret`` (keys ``accesskey``, ``secretkey``).
     """
 
     image: str = "lensflow:latest"
@@ -204,6 +207,10 @@ class KubeflowConfig:
         default_factory=lambda: ["lensflow-models:/mnt/models", "lensflow-data:/mnt/data"])
     workdir: str = "/lensflow"
     resources: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    s3_endpoint: str = "minio-service.kubeflow:9000"
+    s3_secret: str = "mlpipeline-minio-artifact"
+    s3_region: str = "us-east-1"
+    s3_use_https: bool = False
 
     def resources_for(self, task: str) -> Dict[str, Any]:
         """The resources of one task: its own entry over the ``default`` entry."""
@@ -444,6 +451,7 @@ def _validate_beam(beam: BeamConfig) -> None:
         raise ConfigError(f"beam.extra_args={beam.extra_args!r}; expected a list of '--flag=value'")
 
 
+PIPELINE_ROOT_SCHEMES = ("gs", "s3")
 _PVC_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
@@ -463,9 +471,17 @@ def _is_abs_posix(path: str) -> bool:
 def _validate_kubeflow(kf: KubeflowConfig) -> None:
     if not kf.image or any(ch.isspace() for ch in kf.image):
         raise ConfigError(f"kubeflow.image={kf.image!r}; expected a container image reference")
-    if "://" not in kf.pipeline_root:
+    scheme = kf.pipeline_root.split("://", 1)[0] if "://" in kf.pipeline_root else ""
+    if scheme not in PIPELINE_ROOT_SCHEMES:
         raise ConfigError(f"kubeflow.pipeline_root={kf.pipeline_root!r}; expected an object "
-                          "store URI such as gs://bucket/lensflow")
+                          "store URI such as gs://bucket/lensflow or s3://bucket/lensflow (TFX "
+                          "writes it with tf.io.gfile, which cannot write minio://)")
+    if not re.match(r"^[A-Za-z0-9.\-]+(:[0-9]+)?$", str(kf.s3_endpoint)):
+        raise ConfigError(f"kubeflow.s3_endpoint={kf.s3_endpoint!r}; expected host:port "
+                          "without a scheme (the scheme follows kubeflow.s3_use_https)")
+    if not _PVC_NAME.match(str(kf.s3_secret)):
+        raise ConfigError(f"kubeflow.s3_secret={kf.s3_secret!r}; expected a Kubernetes "
+                          "secret name")
     for name in ("serving_dir", "data_path", "workdir"):
         if not _is_abs_posix(getattr(kf, name)):
             raise ConfigError(f"kubeflow.{name}={getattr(kf, name)!r}; expected an absolute path "

@@ -58,7 +58,8 @@ def beam_pipeline_args(cfg: LensflowConfig) -> List[str]:
 
 def dataset_fingerprint(cfg: LensflowConfig) -> str:
     """Names, sizes and modification times of every file under the data (local data only), so
-    a changed dataset invalidates the cached ingestion."""
+    a changed dataset invalidates the cached ingestion. A cache key only: what a model was
+    trained from is fingerprinted at run time (``components.pusher.fingerprint``)."""
     root = cfg.data.manifest or cfg.data.path
     if not root or not os.path.exists(root):
         return ""
@@ -73,18 +74,16 @@ def dataset_fingerprint(cfg: LensflowConfig) -> str:
     return digest.hexdigest()
 
 
-def training_fingerprint(cfg: LensflowConfig, data_fingerprint: str) -> str:
-    """Everything the candidate model is trained from: data, ingestion, Transform and Trainer
-    settings, and the lensflow version. Pushed versions carry it, so a re-run with the same
-    fingerprint does not take its own earlier push as the baseline."""
+def settings_fingerprint(cfg: LensflowConfig) -> str:
+    """The compile-time part of the training fingerprint: ingestion, Transform and Trainer
+    settings, and the lensflow version (the data part is taken at run time)."""
     from importlib import metadata
 
     try:
         version = metadata.version("lensflow")
     except metadata.PackageNotFoundError:
         version = "unknown"
-    parts = [data_fingerprint, cfg.to_json(["data"]), transform_config(cfg),
-             cfg.to_json(TRAINER_KEYS), version]
+    parts = [cfg.to_json(["data"]), transform_config(cfg), cfg.to_json(TRAINER_KEYS), version]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
@@ -116,7 +115,8 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
     image, where the curated schema lives in it."""
     custom = {CUSTOM_CONFIG_KEY: cfg.to_json(TRAINER_KEYS)}
     data_fingerprint = dataset_fingerprint(cfg)
-    fingerprint = training_fingerprint(cfg, data_fingerprint)
+    settings = settings_fingerprint(cfg)
+    cache_key = hashlib.sha256(f"{data_fingerprint}\0{settings}".encode()).hexdigest()
     example_gen = ImageExampleGen(
         input_base=data_root or input_base(cfg),
         custom_config={CUSTOM_CONFIG_KEY: cfg.to_json(["data"]),
@@ -161,9 +161,10 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
         custom_config=custom)
     serving = serving_dir or cfg.serving_dir
     baseline = ServingBaseline(
-        serving_dir=serving, model_name=cfg.push.model_name, training_fingerprint=fingerprint,
-        serving_state=baseline_version(os.path.join(serving, cfg.push.model_name),
-                                       fingerprint) or "none")
+        examples=example_gen.outputs["examples"], serving_dir=serving,
+        model_name=cfg.push.model_name, settings_fingerprint=settings,
+        serving_state=baseline_version(os.path.join(serving, cfg.push.model_name), cache_key,
+                                       field="cache_key") or "none")
     evaluator = LensflowEvaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
@@ -179,6 +180,7 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
         images_per_class=cfg.serving_check.images_per_class,
         start_server=int(cfg.serving_check.enabled))
     pusher = LensflowPusher(
+        examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         infra_blessing=serving_check.outputs["infra_blessing"],
@@ -186,7 +188,8 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
             filesystem=tfx.proto.PushDestination.Filesystem(
                 base_directory=os.path.join(serving, cfg.push.model_name))),
         custom_config={"keep_versions": cfg.push.keep_versions, "model_name": cfg.push.model_name,
-                       "serving_dir": serving, "training_fingerprint": fingerprint})
+                       "serving_dir": serving, "settings_fingerprint": settings,
+                       "cache_key": cache_key})
     report = RunReport(
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
         model_run=trainer.outputs["model_run"], evaluation=evaluator.outputs["evaluation"],

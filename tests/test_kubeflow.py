@@ -25,7 +25,8 @@ DATA = "/mnt/data/shoes"
 COMPONENTS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
               "DataGate", "Transform", "Trainer", "ServingBaseline", "LensflowEvaluator",
               "ServingCheck", "LensflowPusher", "RunReport"}
-ENTRYPOINT = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
+# lensflow's launcher of TFX's kubeflow_v2_run_executor (pipeline/runners/kfp_entrypoint.py).
+ENTRYPOINT = ["python", "-m", "pipeline.runners.kfp_entrypoint"]
 GPU_NODES = {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
 RESOURCES = {"default": {"cpu": "1", "memory": "2Gi", "cpu_request": "500m",
                          "memory_request": "1Gi"},

@@ -16,29 +16,37 @@ from typing import Optional
 from tfx import v1 as tfx
 from tfx.utils import io_utils, path_utils
 
+from components.pusher.fingerprint import data_fingerprint_of, training_fingerprint
 from components.pusher.versions import incumbent
 
 FOUND_PROPERTY = "found"
 VERSION_PROPERTY = "serving_version"
 
 
-def baseline_version(model_base: str, training_fingerprint: str) -> Optional[str]:
-    """The served version a candidate trained from ``training_fingerprint`` is judged against."""
-    found = incumbent(model_base, training_fingerprint)
+FINGERPRINT_PROPERTY = "training_fingerprint"
+
+
+def baseline_version(model_base: str, fingerprint: str,
+                     field: str = "training_fingerprint") -> Optional[str]:
+    """The served version a candidate whose push record would carry ``fingerprint`` in
+    ``field`` is judged against."""
+    found = incumbent(model_base, fingerprint, field)
     return None if found is None else str(found)
 
 
 @tfx.dsl.components.component
-def ServingBaseline(serving_dir: tfx.dsl.components.Parameter[str],
+def ServingBaseline(examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
+                    serving_dir: tfx.dsl.components.Parameter[str],
                     model_name: tfx.dsl.components.Parameter[str],
-                    training_fingerprint: tfx.dsl.components.Parameter[str],
+                    settings_fingerprint: tfx.dsl.components.Parameter[str],
                     serving_state: tfx.dsl.components.Parameter[str],
                     baseline_model: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Model]):
-    """Copy the incumbent for ``training_fingerprint`` into ``baseline_model``;
-    ``serving_state`` (the incumbent seen when the pipeline was built) keeps a cached result
-    from outliving a new push."""
+    """Copy the incumbent for this run's training fingerprint (from ``examples`` and
+    ``settings_fingerprint``) into ``baseline_model``; ``serving_state`` is a cache key only."""
     del serving_state
-    version = baseline_version(os.path.join(serving_dir, model_name), training_fingerprint)
+    fingerprint = training_fingerprint(data_fingerprint_of(examples), settings_fingerprint)
+    version = baseline_version(os.path.join(serving_dir, model_name), fingerprint)
+    baseline_model.set_string_custom_property(FINGERPRINT_PROPERTY, fingerprint)
     baseline_model.set_int_custom_property(FOUND_PROPERTY, int(version is not None))
     if version is None:
         return

@@ -5,6 +5,8 @@ used is never fatal: it is reported with its path and reason in ``ingestion_repo
 the split folders of the Examples artifact, and the counts reconcile
 (found = ingested + rejected + ignored). Ingested files the served model would refuse as sent
 (WebP, TIFF: the serving graph has no decoder for them) are listed as ``not_serveable``.
+The Examples artifact records ``data_fingerprint``, a
+digest of what was ingested, from which the training fingerprint is computed at run time.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from tfx.utils import proto_utils
 from components.image_example_gen import report
 from components.image_example_gen.decode import RejectedImage, load_image
 from components.image_example_gen.scan import Candidate, ScanResult, scan_directory, scan_manifest
+from components.pusher.fingerprint import DATA_FINGERPRINT
 from components.transform import features
 from components.transform.decode import serving_refusal
 from pipeline.config import LensflowConfig, from_custom_config
@@ -115,6 +118,22 @@ class _Decode(beam.DoFn):
         yield split, candidate.label, to_example(candidate, image)
 
 
+def fingerprint_line(record) -> str:
+    """One ingested example as a fingerprint line: split, label, path, content hash."""
+    split, label, example = record
+    feature = example.features.feature
+    return json.dumps([split, label, feature[features.PATH_KEY].bytes_list.value[0].decode(),
+                       feature[features.HASH_KEY].bytes_list.value[0].decode()])
+
+
+def digest_lines(lines: Iterable[str]) -> str:
+    """sha256 over the sorted lines, so the order Beam delivers them in does not matter."""
+    digest = hashlib.sha256()
+    for line in sorted(lines):
+        digest.update(line.encode("utf-8") + b"\n")
+    return digest.hexdigest()
+
+
 def output_splits(scan: ScanResult, cfg: LensflowConfig) -> List[str]:
     """Split names the Examples artifact will hold."""
     if scan.splits:
@@ -163,6 +182,12 @@ class Executor(BaseExampleGenExecutor):
              | "Format" >> beam.MapTuple(lambda key, n: json.dumps([*json.loads(key), n]))
              | "WriteCounts" >> beam.io.WriteToText(os.path.join(work, "counts"),
                                                      file_name_suffix=".jsonl"))
+        _ = (decoded.ok
+             | "FingerprintLine" >> beam.Map(fingerprint_line)
+             | "AllLines" >> beam.combiners.ToList()
+             | "Digest" >> beam.Map(digest_lines)
+             | "WriteFingerprint" >> beam.io.WriteToText(os.path.join(work, "fingerprint"),
+                                                         file_name_suffix=".txt"))
         parts = decoded.ok | "Split" >> beam.Partition(
             lambda rec, _n: splits.index(rec[0]), len(splits))
         return {name: parts[i] | f"Example{name}" >> beam.Map(lambda rec: rec[2])
@@ -180,12 +205,23 @@ class Executor(BaseExampleGenExecutor):
         super().Do(input_dict, output_dict, exec_properties)
         summary = report.build(self._scan, self._work_dir)
         report.write(summary, examples.uri)
+        examples.set_string_custom_property(DATA_FINGERPRINT, _read_fingerprint(self._work_dir))
         tf.io.gfile.rmtree(self._work_dir)
         examples.set_int_custom_property("found", summary["found"])
         examples.set_int_custom_property("ingested", summary["ingested"])
         examples.set_int_custom_property("rejected", len(summary["rejected"]))
         examples.set_int_custom_property("ignored", len(summary["ignored"]))
         report.check(summary)
+
+
+def _read_fingerprint(work_dir: str) -> str:
+    """The digest the Beam pipeline wrote (one line)."""
+    for path in tf.io.gfile.glob(os.path.join(work_dir, "fingerprint*")):
+        with tf.io.gfile.GFile(path) as fh:
+            text = fh.read().strip()
+        if text:
+            return text
+    return digest_lines([])
 
 
 def _output_config(splits: List[str]) -> str:

@@ -2,25 +2,34 @@
 
 With an ``infra_blessing`` from the serving check (``components/serving_check``) it pushes the
 folder that check served and validated (the trained model plus its warmup requests) instead of
-the Trainer's export, and only when both blessings say yes."""
+the Trainer's export, and only when both blessings say yes.
+
+It also takes the Examples artifact the model was trained from, to record the training
+fingerprint (``components.pusher.fingerprint``) computed at run time.
+"""
 from __future__ import annotations
 
 import json
 import os
 import time
+from typing import Optional
 
+from tfx import types
 from tfx.components import Pusher
 from tfx.components.pusher import executor as tfx_executor
-from tfx.dsl.components.base import executor_spec
+from tfx.dsl.components.base import base_component, executor_spec
 from tfx.proto import pusher_pb2
-from tfx.types import artifact_utils, standard_component_specs
-from tfx.utils import path_utils, proto_utils
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ChannelParameter
+from tfx.utils import json_utils, path_utils, proto_utils
 
 from components.pusher import models_config, versions
+from components.pusher.fingerprint import data_fingerprint_of, training_fingerprint
 
 
 ALREADY_SERVING = "already_serving"
 HAS_MODEL = "has_model"       # TFX's InfraBlessing flag: the blessing holds the model to push
+EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
 
 
 class Executor(tfx_executor.Executor):
@@ -49,7 +58,10 @@ class Executor(tfx_executor.Executor):
                              pushed_version=str(serving))
             return
         trained = os.path.dirname(self.GetModelPath(input_dict).rstrip("/"))
-        record = {"training_fingerprint": custom.get("training_fingerprint", ""),
+        examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
+        record = {"training_fingerprint": training_fingerprint(
+                      data_fingerprint_of(examples), custom.get("settings_fingerprint", "")),
+                  "cache_key": custom.get("cache_key", ""),
                   "model_uri": trained, "pushed_at": time.time()}
         version, final = versions.publish_next(model_path, base, record=record)
         serving_dir = custom.get("serving_dir", os.path.dirname(base))
@@ -69,7 +81,24 @@ class Executor(tfx_executor.Executor):
         return self.GetModelPath(input_dict)
 
 
-class LensflowPusher(Pusher):
-    """Pusher with the lensflow executor; same inputs, outputs and parameters."""
+class LensflowPusherSpec(standard_component_specs.PusherSpec):
+    """TFX's Pusher spec plus the Examples the model was trained from."""
 
+    INPUTS = {**standard_component_specs.PusherSpec.INPUTS,
+              EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
+
+
+class LensflowPusher(Pusher):
+    """Pusher with the lensflow executor; TFX's inputs plus ``examples``."""
+
+    SPEC_CLASS = LensflowPusherSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(self, examples: types.BaseChannel, model: types.BaseChannel,
+                 model_blessing: types.BaseChannel,
+                 push_destination: pusher_pb2.PushDestination, custom_config: dict,
+                 infra_blessing: Optional[types.BaseChannel] = None):
+        base_component.BaseComponent.__init__(self, spec=LensflowPusherSpec(
+            examples=examples, model=model, model_blessing=model_blessing,
+            infra_blessing=infra_blessing, push_destination=push_destination, custom_config=json_utils.dumps(custom_config),
+            pushed_model=types.Channel(type=standard_artifacts.PushedModel)))

@@ -168,11 +168,12 @@ def push_record(model_base: str, version: int) -> dict:
         return {}
 
 
-def incumbent(model_base: str, training_fingerprint: str) -> Optional[int]:
-    """The newest version not trained from ``training_fingerprint``: the model a candidate
-    trained from those inputs must beat. A candidate is never its own baseline, so an unchanged
-    re-run sees the same incumbent as the run that pushed it (and stays cached)."""
+def incumbent(model_base: str, fingerprint: str, field: str = "training_fingerprint"
+              ) -> Optional[int]:
+    """The newest version whose push record's ``field`` is not ``fingerprint``: the model a
+    candidate trained from those inputs must beat. A candidate is never its own baseline, so an
+    unchanged re-run sees the same incumbent as the run that pushed it (and stays cached)."""
     for version in reversed(versions(model_base)):
-        if push_record(model_base, version).get("training_fingerprint") != training_fingerprint:
+        if push_record(model_base, version).get(field) != fingerprint:
             return version
     return None

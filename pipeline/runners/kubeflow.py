@@ -4,7 +4,10 @@ TFX's ``KubeflowV2DagRunner`` only compiles. On top of it this module makes the 
 open-source KFP v2 backend: paths as seen from inside the pods, PersistentVolumeClaim mounts
 (the ``kubernetes`` platform spec that kfp-kubernetes writes), no cache for the two tasks whose
 cache key cannot see what they read, pipeline spec schema 2.1 (newer KFP drivers resolve only its
-constants), and a refusal to write a spec with resolver executors, which OSS KFP cannot run.
+constants), a refusal to write a spec with resolver executors, which OSS KFP cannot run, every
+task's command set to lensflow's entrypoint (``pipeline.runners.kfp_entrypoint``: TFX's, behind the
+fixes open-source KFP needs), and for an ``s3://`` root the S3 settings as container env plus the
+credentials as ``secretAsEnv`` of the ``kubernetes`` platform spec.
 Per-task CPU, memory and GPU from ``kubeflow.resources`` go into each container's
 ``ResourceSpec`` through TFX's ``with_platform_config``; node selectors into the platform spec.
 """
@@ -28,7 +31,10 @@ from pipeline.config import (CURATED_SCHEMA, REPO_ROOT, ConfigError,  # noqa: E4
                              LensflowConfig, parse_volume, quantity)
 from pipeline.pipeline import create_pipeline  # noqa: E402
 
-ENTRYPOINT = list(kv2.KUBEFLOW_TFX_CMD)
+TFX_ENTRYPOINT = list(kv2.KUBEFLOW_TFX_CMD)
+ENTRYPOINT = ["python", "-m", "pipeline.runners.kfp_entrypoint"]
+# Keys of the KFP install's MinIO secret -> the variables tensorflow-io and boto3 read.
+S3_SECRET_KEYS = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
 PACKAGE_SUFFIXES = (".yaml", ".yml", ".json")
 PLACEHOLDER_BUCKET = "YOUR-BUCKET"
@@ -112,6 +118,7 @@ def check_runnable(spec: Dict[str, Any]) -> None:
 
 def compile_job(cfg: LensflowConfig) -> Dict[str, Any]:
     """Compile to a PipelineJob dict (its ``pipelineSpec`` adjusted for open-source KFP)."""
+    s3_env = s3_environment(cfg)
     runner = kv2.KubeflowV2DagRunner(config=kv2.KubeflowV2DagRunnerConfig(
         default_image=cfg.kubeflow.image, use_pipeline_spec_2_1=True))
     pipeline = build_pipeline(cfg)
@@ -123,6 +130,13 @@ def compile_job(cfg: LensflowConfig) -> Dict[str, Any]:
     for name in UNCACHED_TASKS:
         tasks[name]["cachingOptions"] = {"enableCache": False}
     spec["defaultPipelineRoot"] = cfg.kubeflow.pipeline_root
+    env = [{"name": k, "value": v} for k, v in sorted(s3_env.items())]
+    for executor in spec["deploymentSpec"]["executors"].values():
+        container = executor.get("container", {})
+        if container.get("command") == TFX_ENTRYPOINT:
+            container["command"] = list(ENTRYPOINT)
+        if env:
+            container["env"] = env
     return job
 
 
@@ -137,6 +151,29 @@ def restore_dropped_resources(spec: Dict[str, Any], pipeline) -> None:
         label = spec["components"][component.id]["executorLabel"]
         executors[label]["container"].setdefault(
             "resources", json_format.MessageToDict(component.platform_config))
+
+
+def is_s3(cfg: LensflowConfig) -> bool:
+    return cfg.kubeflow.pipeline_root.startswith("s3://")
+
+
+def s3_environment(cfg: LensflowConfig) -> Dict[str, str]:
+    """What tensorflow-io's S3 filesystem (``S3_ENDPOINT`` with the scheme: 0.37 has no
+    ``S3_USE_HTTPS``, it reads the scheme from the endpoint) and boto3, used by Beam's S3
+    filesystem (``AWS_ENDPOINT_URL``), need besides the credentials; empty for other roots."""
+    if not is_s3(cfg):
+        return {}
+    kf = cfg.kubeflow
+    if cfg.beam.runner == "DirectRunner" and cfg.beam.direct_running_mode == "multi_processing":
+        raise KubeflowSpecError(
+            "beam.direct_running_mode=multi_processing with an s3:// kubeflow.pipeline_root: "
+            "Beam's worker processes start without tensorflow-io and cannot open s3:// paths; "
+            "use in_memory or multi_threading")
+    scheme = "https" if kf.s3_use_https else "http"
+    flag = "1" if kf.s3_use_https else "0"
+    return {"S3_ENDPOINT": f"{scheme}://{kf.s3_endpoint}", "S3_USE_HTTPS": flag,
+            "S3_VERIFY_SSL": flag,
+            "AWS_REGION": kf.s3_region, "AWS_ENDPOINT_URL": f"{scheme}://{kf.s3_endpoint}"}
 
 
 def _mount_owners(cfg: LensflowConfig) -> Dict[str, List[str]]:
@@ -155,6 +192,9 @@ def platform_spec(cfg: LensflowConfig, spec: Dict[str, Any]) -> Dict[str, Any]:
     with the node selectors of ``kubeflow.resources``."""
     volumes = [parse_volume(entry) for entry in cfg.kubeflow.volumes]
     configs: Dict[str, k8s_pb.KubernetesExecutorConfig] = {}
+    secret = [k8s_pb.SecretAsEnv(secret_name=cfg.kubeflow.s3_secret, key_to_env=[
+        k8s_pb.SecretAsEnv.SecretKeyToEnvMap(secret_key=key, env_var=var)
+        for key, var in S3_SECRET_KEYS.items()])] if is_s3(cfg) else []
 
     def config_of(component: str) -> k8s_pb.KubernetesExecutorConfig:
         label = spec["components"][component]["executorLabel"]
@@ -169,6 +209,8 @@ def platform_spec(cfg: LensflowConfig, spec: Dict[str, Any]) -> Dict[str, Any]:
         selector = cfg.kubeflow.resources_for(component).get("node_selector")
         if selector:
             config_of(component).node_selector.labels.update(selector)
+        if secret:
+            config_of(component).secret_as_env.extend(secret)
     executors = {label: json_format.MessageToDict(config) for label, config in configs.items()}
     if not executors:
         return {}
@@ -207,6 +249,7 @@ def compile_package(cfg: LensflowConfig, out_path: str) -> Dict[str, Any]:
             "components": sorted(job["pipelineSpec"]["components"]),
             "mounts": {label: [m["constant"] + ":" + m["mountPath"] for m in conf["pvcMount"]]
                        for label, conf in executors.items() if conf.get("pvcMount")},
+            "secret": cfg.kubeflow.s3_secret if is_s3(cfg) and not as_json else "",
             "uncached": sorted(UNCACHED_TASKS),
             "note": "a PipelineJob (.json) carries no Kubernetes volume mounts" if as_json else ""}
 

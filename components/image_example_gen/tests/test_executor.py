@@ -150,3 +150,30 @@ def test_files_the_served_model_cannot_decode_are_ingested_with_a_warning(tmp_pa
     assert "WebP images cannot be decoded" in listed["boot/odd.webp"]
     assert "TIFF images cannot be decoded" in listed["boot/odd.tiff"]
     assert any("2 ingested file(s) will not be serveable as sent" in w for w in summary["warnings"])
+
+
+def test_data_fingerprint_follows_content_and_labels_not_file_times(tmp_path):
+    """The Examples artifact records what was ingested (the run-time data fingerprint)."""
+    from PIL import Image
+
+    from components.pusher.fingerprint import DATA_FINGERPRINT
+
+    data = tmp_path / "data"
+    for label, shade in (("dark", 10), ("light", 200)):
+        (data / label).mkdir(parents=True)
+        for i in range(6):
+            Image.new("L", (8, 8), color=shade + i).save(data / label / f"{i}.png")
+
+    cfg = LensflowConfig().replace(**{"data.split_buckets": {"train": 1, "eval": 1}})
+
+    def fingerprint(out):
+        examples = run_executor(data, tmp_path / out, cfg)
+        return examples.get_string_custom_property(DATA_FINGERPRINT)
+
+    first = fingerprint("o1")
+    assert len(first) == 64
+    for path in data.rglob("*.png"):
+        os.utime(path, (1, 1))
+    assert fingerprint("o2") == first
+    os.rename(data / "dark" / "0.png", data / "light" / "relabelled.png")
+    assert fingerprint("o3") != first
