@@ -40,8 +40,8 @@ def run_pipeline(cfg) -> PipelineRun:
 
 # marker -> fixtures that imply it (directly or through other fixtures)
 MARKER_FIXTURES = {
-    "e2e": {"e2e", "pipeline_runner"},
-    "slow": {"pipeline_runner"},
+    "e2e": {"e2e", "pipeline_runner", "kfp_rehearsal"},
+    "slow": {"pipeline_runner", "kfp_rehearsal"},
     "browser": {"chromium", "headless"},
 }
 
@@ -79,9 +79,6 @@ def s3_server():
     server = s3.start()
     yield server
     server.stop()
-
-
-KFP_BUCKET = "lensflow-kfp"
 
 
 @dataclass
@@ -123,6 +120,8 @@ def kfp_rehearsal(tmp_path_factory, s3_server) -> KubeflowRehearsal:
     from pipeline.runners import kubeflow
 
     work = tmp_path_factory.mktemp("kfp_rehearsal")
+    from tests.s3_server import KFP_BUCKET
+
     s3_server.create_bucket(KFP_BUCKET)
     cfg = load_config(None, {**E2E_OVERRIDES, "evaluation.min_accuracy": 0.0,
                              "kubeflow.pipeline_root": f"s3://{KFP_BUCKET}/root",

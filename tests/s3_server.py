@@ -22,6 +22,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+KFP_BUCKET = "lensflow-kfp"  # the bucket of the session's Kubeflow rehearsal
+
+
 @dataclass
 class S3Server:
     """A running moto server on 127.0.0.1."""

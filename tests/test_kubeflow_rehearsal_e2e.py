@@ -17,11 +17,12 @@ import pytest
 import tensorflow as tf
 
 from components.pusher import versions
-from conftest import KFP_BUCKET
 from pipeline.config import SAMPLE_DATA
+from tests.s3_server import KFP_BUCKET
 
 TASKS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "DataGate",
-         "Transform", "Trainer", "ServingBaseline", "LensflowEvaluator", "LensflowPusher"}
+         "Transform", "Trainer", "ServingBaseline", "LensflowEvaluator", "ServingCheck",
+         "LensflowPusher", "RunReport"}
 # Images compared between the rehearsed and the local model (the sample, in a fixed order).
 COMPARED_IMAGES = 60
 # Same data, seeds and settings: on these machines the two models came out identical (top-1
@@ -48,6 +49,7 @@ def test_every_task_ran_from_the_package(kfp_rehearsal):
                                                          examples["data_fingerprint"])
     assert metadata(tasks["ServingBaseline"], "baseline_model")["found"] == 0
     assert metadata(tasks["LensflowEvaluator"], "blessing")["blessed"] == 1
+    assert metadata(tasks["ServingCheck"], "infra_blessing")["blessed"] == 1
 
 
 def test_a_version_was_pushed_to_the_mapped_serving_volume(kfp_rehearsal):
@@ -73,11 +75,34 @@ def test_the_artifacts_are_on_the_s3_server(kfp_rehearsal):
     for expected in ("Trainer/model/Format-Serving/saved_model.pb",
                      "Transform/transform_graph/transform_fn/saved_model.pb",
                      "ImageExampleGen/examples/ingestion_report.json",
-                     "LensflowEvaluator/evaluation/validations"):
+                     "LensflowEvaluator/evaluation/validations",
+                     "RunReport/report", "RunReport/summary", "RunReport/metrics"):
         assert any(key.startswith(prefix + expected) for key in keys), expected
     # tensorflow-io's S3 filesystem writes no zero-byte "directory" objects
     # (kubeflow/pipelines#13476 is about such markers, written by GCS clients).
     assert not [key for key in keys if key.endswith("/")]
+
+
+def test_the_report_artifacts_render_in_kfp_and_rebuild_from_the_bucket(kfp_rehearsal, tmp_path):
+    """RunReport's outputs carry the titles and display names the KFP UI renders, and
+    ``lensflow report --artifacts s3://...`` rebuilds the page from the bucket alone."""
+    import subprocess
+    import sys
+
+    report = kfp_rehearsal.result.tasks["RunReport"]
+    for key in ("report", "summary", "metrics"):
+        assert metadata(report, key).get("display_name"), key
+    assert "accuracy" in metadata(report, "metrics")
+    out = tmp_path / "report.html"
+    env = {**os.environ, **kfp_rehearsal.s3.env}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "report", "--artifacts",
+         kfp_rehearsal.result.run_root, "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    page = out.read_text()
+    assert "onfusion" in page
+    assert all(label in page for label in os.listdir(SAMPLE_DATA))
 
 
 def sample_images(count):
