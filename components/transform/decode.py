@@ -42,6 +42,9 @@ _JPEG_SCAN_LIMIT = 64      # markers walked before the first scan while looking 
 _IFD_ENTRY_LIMIT = 512     # IFD0 entries examined for the orientation tag
 _GIF_BLOCK_LIMIT = 4096    # GIF blocks/sub-blocks walked before the first image descriptor
 _TRNS, _IDAT = int.from_bytes(b"tRNS", "big"), int.from_bytes(b"IDAT", "big")
+# Bytes a file needs before its header is whole: PNG signature + IHDR chunk, GIF header +
+# logical screen descriptor, BMP file header + the smallest (core) DIB header.
+_HEADER_BYTES = {PNG: 33, GIF: 13, BMP: 26}
 
 
 def _bytes(data, length, pos, n):
@@ -122,7 +125,8 @@ def _declared_size(images, fmt):
 
 def _first(values, where):
     """The first of ``values`` where ``where`` holds (0 when none does)."""
-    return tf.gather(tf.concat([tf.boolean_mask(values, where), [0]], 0), 0)
+    return tf.gather(tf.concat([tf.boolean_mask(values, where), tf.zeros([1], values.dtype)], 0),
+                     0)
 
 
 def _pixel_limit_message(width, height, max_pixels: int):
@@ -138,17 +142,29 @@ def inspect(images: tf.Tensor, max_pixels: int):
     fmt = sniff(images)
     asserts = [tf.debugging.Assert(tf.reduce_all(tf.not_equal(fmt, code)), [message])
                for code, message in _NOT_SERVEABLE.items()]
+    length = tf.strings.length(images)
+    truncated = tf.zeros_like(fmt, tf.bool)
+    for code, need in _HEADER_BYTES.items():
+        truncated = tf.logical_or(truncated, tf.logical_and(tf.equal(fmt, code), length < need))
+    names = tf.gather(tf.constant(["PNG", "JPEG", "GIF", "BMP", "", "", ""]), fmt)
+    asserts.append(tf.debugging.Assert(tf.logical_not(tf.reduce_any(truncated)), [
+        tf.strings.join(["truncated ", _first(names, truncated), " file: ",
+                         tf.strings.as_string(_first(length, truncated)),
+                         " bytes cannot hold its header"])]))
     height, width = _declared_size(images, fmt)
     pixels = height * width
     sized = tf.logical_or(tf.equal(fmt, PNG), tf.logical_or(tf.equal(fmt, GIF),
                                                               tf.equal(fmt, BMP)))
+    sized = tf.logical_and(sized, tf.logical_not(truncated))
     bad = tf.logical_and(sized, tf.logical_or(pixels <= 0, pixels > max_pixels))
     asserts.append(tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [
         _pixel_limit_message(_first(width, bad), _first(height, bad), max_pixels)]))
     bits = _batch_uint(images, 28, 2, True)
     compression = _batch_uint(images, 30, 4, True)
-    bad_bmp = tf.logical_and(tf.equal(fmt, BMP), tf.logical_not(tf.logical_and(
-        tf.logical_or(tf.equal(bits, 24), tf.equal(bits, 32)), tf.equal(compression, 0))))
+    plain = tf.logical_and(tf.logical_or(tf.equal(bits, 24), tf.equal(bits, 32)),
+                           tf.equal(compression, 0))
+    bad_bmp = tf.logical_and(tf.logical_and(tf.equal(fmt, BMP), tf.logical_not(truncated)),
+                             tf.logical_not(plain))
     asserts.append(tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad_bmp)), [
         tf.strings.format("BMP images with {} bits per pixel (compression {}) cannot be decoded "
                           "by the served model (only uncompressed 24/32-bit BMP); send PNG or "

@@ -110,8 +110,8 @@ def test_predict_matches_the_signature_called_directly(reference_model, sample_i
 
 
 @pytest.mark.parametrize("inputs, signature, message", [
-    ({"images": [b"plain text"]}, None, "Unknown image file format"),
-    ({"images": [b"\x89PNG\r\n\x1a\ntruncated"]}, None, "Invalid PNG"),
+    ({"images": [b"plain text"]}, None, "not an image the served model can decode"),
+    ({"images": [b"\x89PNG\r\n\x1a\ntruncated"]}, None, "truncated PNG file: 17 bytes"),
     ({"pictures": [b"x"]}, None, "do not match the signature"),
     ({"images": [b"x"]}, "no_such_signature", "not found in signature def"),
     ({"images": []}, None, "is empty"),

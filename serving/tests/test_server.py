@@ -105,7 +105,8 @@ def test_rest_serving_examples_signature_agrees_with_serving_default(model_url, 
 @pytest.mark.parametrize("path, body, code, message", [
     (":predict", b"{not json", 400, "not valid JSON"),
     (":predict", b"", 400, "empty request body"),
-    (":predict", {"instances": [b64(b"this is not an image")]}, 400, "Unknown image file format"),
+    (":predict", {"instances": [b64(b"this is not an image")]}, 400,
+     "not an image the served model can decode"),
     (":predict", {"instances": [{"b64": "%%%"}]}, 400, "invalid base64"),
     (":predict", {"instances": [b64(b"x")], "signature_name": "nope"}, 400, "not found in signature"),
     (":predict", {"instances": [b64(b"x")], "inputs": [b64(b"x")]}, 400, "exactly one of"),
@@ -168,7 +169,7 @@ def test_grpc_metadata_and_status(stand_in, channel):
 
 
 @pytest.mark.parametrize("kind, code, message", [
-    ("undecodable", grpc.StatusCode.INVALID_ARGUMENT, "Unknown image file format"),
+    ("undecodable", grpc.StatusCode.INVALID_ARGUMENT, "not an image the served model can decode"),
     ("unknown_model", grpc.StatusCode.NOT_FOUND, "Latest(nope)"),
     ("unknown_version", grpc.StatusCode.NOT_FOUND, "Specific("),
 ])

@@ -93,6 +93,17 @@ def test_formats_the_graph_cannot_decode_are_refused_by_name(name, fmt):
     assert decode.serving_refusal(FILES["jpeg"], LIMIT) is None
 
 
+@pytest.mark.parametrize("name, fmt, keep", [
+    ("png_rgb", "PNG", 20), ("gif", "GIF", 10), ("bmp", "BMP", 20)])
+def test_a_file_cut_inside_its_header_is_called_truncated(name, fmt, keep):
+    """Not a made-up size from zero-padded bytes: the message names the cut."""
+    cut = FILES[name][:keep]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"truncated {fmt} file: {keep} bytes"):
+        served(cut)
+    assert decode.serving_refusal(cut, LIMIT) == (
+        f"truncated {fmt} file: {keep} bytes cannot hold its header")
+
+
 def test_declared_pixels_over_the_limit_are_refused_before_decoding():
     bomb = corpus.bomb_png()
     assert len(bomb) < 1_000_000
