@@ -9,8 +9,8 @@ with this same function, so a served raw file reaches the model as the Trainer s
 - JPEG: the EXIF orientation (APP1, IFD0 tag 0x0112) is read with string ops and applied (TF has no
   EXIF op); ``INTEGER_ACCURATE`` IDCT, as libjpeg's default that Pillow uses; CMYK is converted by
   TF's decoder (equal to Pillow on the test corpus; the tests allow JPEGs one grey level);
-- PNG: alpha, grey/colour tRNS keys and palette tRNS are composited over white with ingestion's
-  integer formula; 16-bit grey is scaled as ingestion scales it, 16-bit colour keeps the high byte
+- PNG: the EXIF orientation of an eXIf chunk before the pixels is applied as for a JPEG; alpha,
+  grey/colour tRNS keys and palette tRNS are composited over white with ingestion's integer formula; 16-bit grey is scaled as ingestion scales it, 16-bit colour keeps the high byte
   as Pillow does;
 - GIF: the first frame; its transparent colour index is painted white (what compositing a
   binary alpha over white gives). ``tf.io.decode_gif`` decodes every frame, so the pixel limit
@@ -42,6 +42,7 @@ _JPEG_SCAN_LIMIT = 64      # markers walked before the first scan while looking 
 _IFD_ENTRY_LIMIT = 512     # IFD0 entries examined for the orientation tag
 _GIF_BLOCK_LIMIT = 4096    # GIF blocks/sub-blocks walked before the first image descriptor
 _TRNS, _IDAT = int.from_bytes(b"tRNS", "big"), int.from_bytes(b"IDAT", "big")
+_EXIF = int.from_bytes(b"eXIf", "big")
 # Bytes a file needs before its header is whole: PNG signature + IHDR chunk, GIF header +
 # logical screen descriptor, BMP file header + the smallest (core) DIB header.
 _HEADER_BYTES = {PNG: 33, GIF: 13, BMP: 26}
@@ -138,7 +139,8 @@ def _pixel_limit_message(width, height, max_pixels: int):
 def inspect(images: tf.Tensor, max_pixels: int):
     """Header checks of a batch [B] of encoded images, before any pixel is decoded: refuse
     formats the graph cannot decode and PNG/GIF/BMP headers over ``max_pixels`` (JPEG's are
-    checked by ``_decode_jpeg`` before it decodes). Returns (format ids [B], PNG kinds [B])."""
+    checked by ``_decode_jpeg`` before it decodes). Returns (format ids [B], PNG kinds [B],
+    offsets of each PNG's EXIF data [B], 0 when it has none)."""
     fmt = sniff(images)
     asserts = [tf.debugging.Assert(tf.reduce_all(tf.not_equal(fmt, code)), [message])
                for code, message in _NOT_SERVEABLE.items()]
@@ -171,7 +173,8 @@ def inspect(images: tf.Tensor, max_pixels: int):
                           "JPEG", (_first(bits, bad_bmp), _first(compression, bad_bmp)))]))
     with tf.control_dependencies(asserts):
         fmt = tf.identity(fmt)
-        return fmt, _png_kinds(images, fmt, _png_has_trns(images, fmt))
+        has_trns, exif = _png_chunks(images, fmt)
+        return fmt, _png_kinds(images, fmt, has_trns), exif
 
 
 def _jpeg_size_ok(data, max_pixels: int):
@@ -240,8 +243,9 @@ def _png_kinds(images, fmt, has_trns):
     return tf.cast(tf.where(tf.equal(fmt, PNG), kinds, 0), tf.int64)
 
 
-def _decode_png(data, kind):
-    """PNG -> ([H, W, 3] uint8, is_grey) as ingestion normalises it (``kind``: ``_png_kinds``)."""
+def _decode_png(data, kind, exif):
+    """PNG -> ([H, W, 3] uint8, is_grey) as ingestion normalises it (``kind``: ``_png_kinds``;
+    ``exif``: where its EXIF data starts, whose orientation Pillow applies as for a JPEG)."""
     mode = tf.math.floormod(kind, _GREY_SOURCE)
     grey = kind >= _GREY_SOURCE
 
@@ -259,58 +263,66 @@ def _decode_png(data, kind):
 
     image = tf.cond(tf.equal(mode, _ALPHA), composited,
                     lambda: tf.cond(tf.equal(mode, _GREY16), scaled16, opaque))
-    return image, grey
+    return orient(image, _exif_orientation(data, exif)), grey
 
 
-def _png_has_trns(images, fmt):
-    """[B]: whether a PNG has a tRNS chunk (a colour key or palette alpha) before its pixels,
-    walking the chunks of the whole batch at once."""
-    def cond(pos, found, done, steps):
+def _png_chunks(images, fmt):
+    """[B] whether each PNG has a tRNS chunk (a colour key or palette alpha) and [B] where its
+    eXIf chunk's TIFF data starts (0: none), from the chunks before its pixels, walking the
+    whole batch at once. (The PNG extensions place eXIf before IDAT; Pillow writes it there.)"""
+    def cond(pos, found, exif, done, steps):
         return tf.logical_and(tf.logical_not(tf.reduce_all(done)),
                               tf.less(steps, _PNG_CHUNK_LIMIT))
 
-    def body(pos, found, done, steps):
+    def body(pos, found, exif, done, steps):
         kind = _batch_uint(images, pos + 4, 4, False)
-        hit = tf.logical_and(tf.logical_not(done), tf.equal(kind, _TRNS))
-        stop = tf.logical_or(hit, tf.logical_or(tf.equal(kind, _IDAT), tf.equal(kind, 0)))
+        live = tf.logical_not(done)
+        hit = tf.logical_and(live, tf.equal(kind, _TRNS))
+        exif = tf.where(tf.logical_and(live, tf.logical_and(tf.equal(kind, _EXIF),
+                                                            tf.equal(exif, 0))), pos + 8, exif)
+        stop = tf.logical_or(tf.equal(kind, _IDAT), tf.equal(kind, 0))
         step = 12 + _batch_uint(images, pos, 4, False)
-        return (tf.where(done, pos, pos + step), tf.logical_or(found, hit),
+        return (tf.where(done, pos, pos + step), tf.logical_or(found, hit), exif,
                 tf.logical_or(done, stop), steps + 1)
 
     not_png = tf.not_equal(fmt, PNG)
     start = tf.fill(tf.shape(images), tf.constant(8, tf.int64))
-    _, found, _, _ = tf.while_loop(cond, body, [start, tf.zeros_like(not_png), not_png,
-                                                tf.constant(0)])
-    return found
+    _, found, exif, _, _ = tf.while_loop(
+        cond, body, [start, tf.zeros_like(not_png), tf.zeros_like(start), not_png,
+                     tf.constant(0)])
+    return found, exif
 
 
 def _jpeg_orientation(data):
     """EXIF orientation (1-8; 1 when absent or unreadable) from the first Exif APP1 segment."""
     length = tf.strings.length(data)
 
-    def find_exif():
-        def cond(pos, found, steps):
-            return tf.logical_and(tf.less(found, 0), tf.less(steps, _JPEG_SCAN_LIMIT))
+    def cond(pos, found, steps):
+        return tf.logical_and(tf.less(found, 0), tf.less(steps, _JPEG_SCAN_LIMIT))
 
-        def body(pos, found, steps):
-            head = _bytes(data, length, pos, 4)
-            marker = head[1]
-            valid = tf.logical_and(tf.equal(head[0], 0xFF),
-                                   tf.logical_and(tf.not_equal(marker, 0xDA),
-                                                  tf.not_equal(marker, 0xD9)))
-            is_exif = tf.logical_and(tf.equal(marker, 0xE1), tf.equal(
-                tf.strings.substr(data, tf.cast(tf.minimum(pos + 4, tf.cast(length, tf.int64)),
-                                                tf.int32), 6), b"Exif\x00\x00"))
-            found = tf.where(tf.logical_and(valid, is_exif), pos + 10, found)
-            found = tf.where(tf.logical_or(valid, tf.greater_equal(found, 0)), found,
-                             tf.constant(0, tf.int64))  # stop: 0 means "no EXIF"
-            return pos + 2 + head[2] * 256 + head[3], found, steps + 1
+    def body(pos, found, steps):
+        head = _bytes(data, length, pos, 4)
+        marker = head[1]
+        valid = tf.logical_and(tf.equal(head[0], 0xFF),
+                               tf.logical_and(tf.not_equal(marker, 0xDA),
+                                              tf.not_equal(marker, 0xD9)))
+        is_exif = tf.logical_and(tf.equal(marker, 0xE1), tf.equal(
+            tf.strings.substr(data, tf.cast(tf.minimum(pos + 4, tf.cast(length, tf.int64)),
+                                            tf.int32), 6), b"Exif\x00\x00"))
+        found = tf.where(tf.logical_and(valid, is_exif), pos + 10, found)
+        found = tf.where(tf.logical_or(valid, tf.greater_equal(found, 0)), found,
+                         tf.constant(0, tf.int64))  # stop: 0 means "no EXIF"
+        return pos + 2 + head[2] * 256 + head[3], found, steps + 1
 
-        _, found, _ = tf.while_loop(cond, body, [tf.constant(2, tf.int64),
-                                                 tf.constant(-1, tf.int64), tf.constant(0)])
-        return found
+    _, tiff, _ = tf.while_loop(cond, body, [tf.constant(2, tf.int64),
+                                            tf.constant(-1, tf.int64), tf.constant(0)])
+    return _exif_orientation(data, tiff)
 
-    tiff = find_exif()
+
+def _exif_orientation(data, tiff):
+    """EXIF orientation (1-8; 1 when absent or unreadable) from the TIFF-structured EXIF data
+    starting at byte ``tiff`` of ``data`` (0: there is none)."""
+    length = tf.strings.length(data)
 
     def read_orientation():
         order = tf.strings.substr(data, tf.cast(tiff, tf.int32), 2)
@@ -447,10 +459,11 @@ def _decode_bmp(data):
     return _as_rgb(image[..., :3]), tf.constant(False)
 
 
-def decode_inspected(data: tf.Tensor, fmt: tf.Tensor, png_kind: tf.Tensor, max_pixels: int):
+def decode_inspected(data: tf.Tensor, fmt: tf.Tensor, png_kind: tf.Tensor, png_exif: tf.Tensor,
+                     max_pixels: int):
     """One encoded image whose batch passed ``inspect`` -> ([H, W, 3] uint8, is_grey)."""
     return _switch(tf.minimum(fmt, 3), [
-        lambda: _decode_png(data, png_kind),
+        lambda: _decode_png(data, png_kind, png_exif),
         lambda: _decode_jpeg(data, max_pixels),
         lambda: _decode_gif(data),
         lambda: _decode_bmp(data)])
@@ -458,8 +471,8 @@ def decode_inspected(data: tf.Tensor, fmt: tf.Tensor, png_kind: tf.Tensor, max_p
 
 def decode_raw_image(data: tf.Tensor, max_pixels: int):
     """One encoded image -> ([H, W, 3] uint8, is_grey): ingestion's pixels, in the graph."""
-    fmt, png_kind = inspect(data[None], max_pixels)
-    return decode_inspected(data, fmt[0], png_kind[0], max_pixels)
+    fmt, png_kind, png_exif = inspect(data[None], max_pixels)
+    return decode_inspected(data, fmt[0], png_kind[0], png_exif[0], max_pixels)
 
 
 def to_channels(image: tf.Tensor, is_grey: tf.Tensor, channels: int) -> tf.Tensor:

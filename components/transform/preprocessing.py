@@ -49,7 +49,7 @@ def decode_and_resize(encoded: tf.Tensor, image_cfg: ImageConfig,
     """Batch of encoded images [B] -> float32 [B, size, size, C] scaled to [0, 1]; a header
     declaring more than ``max_pixels`` is refused before decoding."""
     channels = channels_for(image_cfg)
-    formats, png_kinds = decode.inspect(encoded, max_pixels)  # header checks, whole batch at once
+    formats, png_kinds, png_exif = decode.inspect(encoded, max_pixels)  # header checks, per batch
 
     def one(args):
         image, is_grey = decode.decode_inspected(*args, max_pixels)
@@ -57,7 +57,7 @@ def decode_and_resize(encoded: tf.Tensor, image_cfg: ImageConfig,
         return resize(pixels, image_cfg.size, image_cfg.resize_policy)
 
     spec = tf.TensorSpec([image_cfg.size, image_cfg.size, channels], tf.float32)
-    return tf.map_fn(one, (encoded, formats, png_kinds), fn_output_signature=spec)
+    return tf.map_fn(one, (encoded, formats, png_kinds, png_exif), fn_output_signature=spec)
 
 
 def normalise(images: tf.Tensor) -> tf.Tensor:

@@ -106,6 +106,10 @@ def corpus() -> Dict[str, bytes]:
                                               exif=_exif(orientation))
         files[f"exif_{orientation}_grey"] = encode(grey_image, "JPEG", quality=90,
                                                    exif=_exif(orientation))
+        files[f"png_exif_{orientation}"] = encode(rgb_image, "PNG", exif=_exif(orientation))
+    files["png_exif_6_grey"] = encode(grey_image, "PNG", exif=_exif(6))
+    files["png_exif_8_rgba"] = encode(Image.fromarray(np.dstack([rgb, alpha]), "RGBA"), "PNG",
+                                      exif=_exif(8))
     return files
 
 

@@ -65,6 +65,9 @@ def test_the_corpus_exercises_what_it_claims(ingested):
         assert ingested[f"exif_{orientation}"][1].shape[:2] == base.shape[1::-1]
     rotated = {ingested[f"exif_{o}"][1].tobytes() for o in (1, 2, 3, 4)}
     assert len(rotated) == 4
+    for orientation in (5, 6, 7, 8):  # Pillow applies a PNG's eXIf orientation too
+        assert ingested[f"png_exif_{orientation}"][1].shape[:2] == base.shape[1::-1]
+    assert len({ingested[f"png_exif_{o}"][1].tobytes() for o in range(1, 9)}) == 8
     for name in ("png_rgba", "png_la", "png_palette_trns", "png_grey_trns", "gif_transparent"):
         pixels = ingested[name][1]
         assert pixels.min() < 255 and (pixels == 255).any(), name
