@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from pipeline import object_store
 from pipeline.cli_options import config_option, home_option, make_config
 
 
@@ -36,6 +37,8 @@ def report(home, config_file, run_id, artifacts_uri, compare_path, out_path):
     except (RunNotFound, ArtifactsNotFound, IsADirectoryError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(f"report written to {path}")
+    if artifacts_uri and object_store.uses_s3(artifacts_uri):
+        object_store.exit_now(0)
 
 
 def _compare_report(compare_path: str, out_path: str) -> None:

@@ -17,6 +17,7 @@ from typing import Dict, List, Mapping, Optional
 import tensorflow as tf
 from tfx.components.evaluator import constants as evaluator_constants
 
+from pipeline import object_store
 from pipeline.summary import RunArtifacts, apply_blessing, apply_push
 
 # (task, output key) of each artifact the report reads: the pipeline's component ids.
@@ -83,14 +84,11 @@ def _blessing_marker(blessing_uri: str) -> Optional[bool]:
 
 def _s3_filesystem(uri: str) -> None:
     """``tf.io.gfile`` reads ``s3://`` only once tensorflow-io registered its filesystem."""
-    if not uri.startswith("s3://"):
-        return
-    try:
-        import tensorflow_io  # noqa: F401 - registers s3:// with tf.io.gfile
-    except ImportError as err:
-        raise ArtifactsNotFound(f"{uri}: reading s3:// needs tensorflow-io installed (and "
-                                "S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY set)") \
-            from err
+    if object_store.uses_s3(uri):
+        try:
+            object_store.register_s3()
+        except object_store.ObjectStoreUnavailable as err:
+            raise ArtifactsNotFound(f"{uri}: {err}") from err
 
 
 def from_kfp_run(run_root: str) -> RunArtifacts:

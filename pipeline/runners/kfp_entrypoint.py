@@ -31,13 +31,14 @@ A launcher module rather than a ``sitecustomize`` so that the fix is visible in 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import traceback
 from typing import Any, Dict, List
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+from pipeline import object_store  # noqa: E402 - imports nothing from TensorFlow
 
 INVOCATION_FLAG = "--json_serialized_invocation_args"
 INPUTS_SPEC_FLAG = "--json_serialized_inputs_spec_args"
@@ -98,8 +99,7 @@ def fix_arguments(argv: List[str]) -> List[str]:
 def register_filesystems() -> None:
     """Make ``s3://`` known to ``tf.io.gfile`` (tensorflow-io's S3 filesystem) and let Beam's S3
     filesystem write empty files (apache/beam#21427)."""
-    import tensorflow_io  # noqa: F401  (import registers the s3 filesystem)
-
+    object_store.register_s3()
     _patch_beam_s3()
 
 
@@ -142,11 +142,7 @@ def run(argv: List[str]) -> int:
 def main(argv: List[str]) -> None:
     """Exit with ``os._exit`` so tensorflow-io's S3 teardown cannot abort a finished task
     (tensorflow/io#2039)."""
-    status = run(argv)
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
+    object_store.exit_now(run(argv))
 
 
 if __name__ == "__main__":
