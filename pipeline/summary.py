@@ -280,7 +280,10 @@ def format_text(summary: Dict[str, Any]) -> str:
     lines.append(f"pushed model: {pushed}")
     result = summary.get("outcome")
     if result:
-        lines.append(f"outcome: {result['name']} (exit code {result['exit_code']})")
+        from pipeline.outcome import by_name
+
+        lines.append(f"outcome: {result['name']} (exit code {result['exit_code']}): "
+                     f"{by_name(result['name']).meaning}")
         if result["name"] in ("data_stopped", "failed"):
             lines += [f"  - {reason}" for reason in result["reasons"]]
     if summary.get("examples_uri"):

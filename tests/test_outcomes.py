@@ -98,6 +98,8 @@ def test_a_step_that_fails_exits_failed_with_its_error(tmp_path):
     assert summary["outcome"]["name"] == "failed"
     assert summary["outcome"]["reasons"][0].startswith("ImageExampleGen failed")
     assert "DatasetError: need at least two classes" in summary["outcome"]["reasons"][-1]
+    html = open(summary["report_path"], encoding="utf-8").read()
+    assert "The run failed" in html and "ImageExampleGen failed" in html
 
 
 def test_the_shared_run_pushed_a_new_version(e2e):
