@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import sys
+import traceback
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -72,22 +73,65 @@ def run(home, config_file, data, manifest, epochs, batch_size, learning_rate, im
         cfg = cfg.replace(**{"model.weights": None if weights_flag.lower() == "none" else weights_flag})
     click.echo(f"lensflow: running pipeline '{cfg.pipeline_name}' on "
                f"{cfg.data.manifest or cfg.data.path}\n  home: {cfg.home_dir}")
+    before = _known_runs(cfg.metadata_path, run_summary)
+    error = None
     try:
         local.run(cfg, show_progress=True)
+    except Exception as err:  # noqa: BLE001 - the run's outcome below says what happened
+        error = err
     finally:
-        _finish(cfg, summary_json, run_summary)
+        result = _finish(cfg, summary_json, run_summary, before, error)
+    click.get_current_context().exit(_exit_code(result, error))
 
 
-def _finish(cfg, summary_json, run_summary):
+def _known_runs(metadata_path, run_summary) -> list:
+    """The run ids recorded so far, oldest first (so a summary is of this run, never an older one)."""
+    try:
+        return run_summary.run_ids(run_summary.open_store(metadata_path))
+    except run_summary.RunNotFound:
+        return []
+
+
+def _with_error(result, error):
+    """A run that raised is ``failed``, with the error among the reasons, unless its summary
+    shows the data gate stopped it (the gate stops a run by raising)."""
+    from pipeline import outcome
+
+    if error is not None and result["outcome"]["name"] != outcome.DATA_STOPPED.name:
+        failed = result["outcome"]["name"] == outcome.FAILED.name
+        reasons = result["outcome"]["reasons"] if failed else []
+        result["outcome"] = {"name": outcome.FAILED.name, "exit_code": outcome.FAILED.code,
+                             "reasons": [*reasons, f"{type(error).__name__}: {error}"]}
+    return result
+
+
+def _exit_code(result, error) -> int:
+    """The exit code of the run's outcome (``pipeline/outcome.py``); ``failed`` without a
+    summary. A failure's traceback goes to stderr; a data stop's reasons are already shown."""
+    from pipeline import outcome
+
+    code = result["outcome"]["exit_code"] if result else outcome.FAILED.code
+    if error is not None and code == outcome.FAILED.code:
+        click.echo("".join(traceback.format_exception(type(error), error, error.__traceback__)),
+                   err=True)
+    return code
+
+
+def _finish(cfg, summary_json, run_summary, before=(), error=None):
     """Summarise the run just made, keep its report (the one RunReport wrote, or written now
-    when that step did not run in this run), and print both."""
+    when that step did not run in this run), and print both; the summary, or None when this
+    run recorded nothing."""
     from components.report.render import write_report
 
+    new = [run_id for run_id in _known_runs(cfg.metadata_path, run_summary) if run_id not in before]
+    if not new:
+        click.echo("no summary: this run recorded nothing in ML Metadata", err=True)
+        return None
     try:
-        result = run_summary.summarise(cfg.metadata_path)
+        result = _with_error(run_summary.summarise(cfg.metadata_path, new[-1]), error)
     except run_summary.RunNotFound as err:
         click.echo(f"no summary: {err}", err=True)
-        return
+        return None
     report_path = os.path.join(cfg.home_dir, "reports", f"{_safe(result['run_id'])}.html")
     os.makedirs(os.path.dirname(report_path), exist_ok=True)
     try:
@@ -102,6 +146,7 @@ def _finish(cfg, summary_json, run_summary):
     if summary_json:
         run_summary.write_json(result, summary_json)
         click.echo(f"summary written to {summary_json}")
+    return result
 
 
 def _safe(run_id: str) -> str:

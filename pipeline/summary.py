@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
@@ -12,6 +13,7 @@ from ml_metadata.proto import metadata_store_pb2
 RUN_CONTEXT = "pipeline_run"
 _HEADLINE = (("accuracy", "accuracy"), ("sparse_top_k_categorical_accuracy", "top-k accuracy"),
              ("sparse_categorical_crossentropy", "loss"), ("example_count", "examples"))
+log = logging.getLogger(__name__)
 _OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT,
                   metadata_store_pb2.Event.PENDING_OUTPUT)
 
@@ -86,8 +88,10 @@ def _evaluated_split(properties: Dict[str, Dict[str, str]]) -> Optional[str]:
     return None
 
 
-def _serving_check(artifact) -> Optional[Dict[str, Any]]:
-    """The serving check's verdict (``components/serving_check``), or None when it did not run."""
+def serving_check_of(artifact) -> Optional[Dict[str, Any]]:
+    """The serving check's verdict (``components/serving_check``) from its InfraBlessing (an ML
+    Metadata or a TFX artifact), or None when it did not run."""
+    artifact = getattr(artifact, "mlmd_artifact", artifact)
     if artifact is None or "blessed" not in artifact.custom_properties:
         return None
     props = artifact.custom_properties
@@ -123,6 +127,7 @@ class RunArtifacts:
     serving_check: Optional[Dict[str, Any]] = None
     executions: Dict[str, str] = field(default_factory=dict)
     execution_seconds: Dict[str, float] = field(default_factory=dict)
+    data_stop_reasons: Optional[List[str]] = None
 
 
 def custom_value(artifact, key: str) -> Any:
@@ -165,13 +170,42 @@ def from_store(metadata_path: str, run_id: Optional[str] = None) -> RunArtifacts
         apply_blessing(run, _by_key(arts, "blessing"))
     if _by_key(arts, "pushed_model") is not None:
         apply_push(run, _by_key(arts, "pushed_model"))
-    run.serving_check = _serving_check(_by_key(arts, "infra_blessing"))
+    run.serving_check = serving_check_of(_by_key(arts, "infra_blessing"))
+    if found["executions"].get("DataGate") == "FAILED":
+        run.data_stop_reasons = _data_stop_reasons(store, arts)
     return run
 
 
+def _data_stop_reasons(store, arts) -> Optional[List[str]]:
+    """Why the data gate stopped the run, recomputed by the gate's own rule from the statistics
+    and anomalies it read (a failed step keeps no outputs); None when they cannot be read, so
+    the run counts as failed rather than stopped."""
+    from tfx.types import artifact_utils
+
+    from components.data_validation import gate
+
+    inputs = [arts.get(("StatisticsGen", "statistics")), arts.get(("ExampleValidator", "anomalies"))]
+    if None in inputs:
+        return None
+    types = {t.id: t for t in store.get_artifact_types_by_id([a.type_id for a in inputs])}
+    statistics, anomalies = (artifact_utils.deserialize_artifact(types[a.type_id], a)
+                             for a in inputs)
+    try:
+        return gate.stop_reasons(statistics, anomalies) or None
+    except Exception as err:  # noqa: BLE001 - unreadable inputs: a failure, not a data stop
+        log.warning("cannot read the data gate's inputs: %s", err)
+        return None
+
+
 def summarise(metadata_path: str, run_id: Optional[str] = None) -> Dict[str, Any]:
-    """The machine-readable run summary (also what ``--summary-json`` writes)."""
-    return summarise_artifacts(from_store(metadata_path, run_id))
+    """The machine-readable run summary (also what ``--summary-json`` writes), with the run's
+    ``outcome`` (``pipeline.outcome``): ML Metadata knows every step's state, so it can tell."""
+    from pipeline import outcome
+
+    run = from_store(metadata_path, run_id)
+    summary = summarise_artifacts(run)
+    summary["outcome"] = outcome.describe(summary, run.data_stop_reasons)
+    return summary
 
 
 def summarise_artifacts(run: RunArtifacts) -> Dict[str, Any]:
@@ -244,6 +278,14 @@ def format_text(summary: Dict[str, Any]) -> str:
     if summary.get("already_serving"):
         pushed += " (this exact model is already serving; no new version)"
     lines.append(f"pushed model: {pushed}")
+    result = summary.get("outcome")
+    if result:
+        from pipeline.outcome import by_name
+
+        lines.append(f"outcome: {result['name']} (exit code {result['exit_code']}): "
+                     f"{by_name(result['name']).meaning}")
+        if result["name"] in ("data_stopped", "failed"):
+            lines += [f"  - {reason}" for reason in result["reasons"]]
     if summary.get("examples_uri"):
         lines.append(f"quarantine report: {os.path.join(summary['examples_uri'], 'ingestion_report.json')}")
     if summary.get("report_path"):

@@ -65,13 +65,19 @@ def unseen_label_reasons(values: Dict[str, Dict[str, int]]) -> List[str]:
     return reasons
 
 
+def stop_reasons(statistics_artifact, anomalies_artifact) -> List[str]:
+    """Every reason to stop the run ([] when the data may go on to Transform)."""
+    return anomaly_reasons(anomalies_artifact) + unseen_label_reasons(
+        label_values(statistics_artifact))
+
+
 @tfx.dsl.components.component
 def DataGate(statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
              schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
              anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
              validated_schema: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Schema]):
     """Raise DataGateError listing every anomaly; otherwise pass the schema on."""
-    reasons = anomaly_reasons(anomalies) + unseen_label_reasons(label_values(statistics))
+    reasons = stop_reasons(statistics, anomalies)
     if reasons:
         raise DataGateError("the data failed validation:\n  - " + "\n  - ".join(reasons))
     io_utils.copy_file(os.path.join(schema.uri, SCHEMA_FILE),

@@ -177,6 +177,7 @@ def collect_summary(summary: Dict[str, Any], *, max_images: int = MAX_IMAGES,
         "blessed": summary.get("blessed"), "pushed_model_dir": summary.get("pushed_model_dir"),
         "serving_check": summary.get("serving_check"),
         "executions": summary.get("executions", {}),
+        "outcome": summary.get("outcome"),
     }
     missing = [k for k in ("examples_uri", "evaluation_uri", "model_uri", "model_run_uri")
                if not summary.get(k)]

@@ -134,6 +134,13 @@ def test_a_candidate_that_loads_but_cannot_answer_is_refused_and_nothing_is_push
     assert pushed.get_int_custom_property("pushed") == 0
     assert _snapshot(serving) == before
 
+    from pipeline import outcome, summary
+    run = summary.RunArtifacts("refused", executions=dict(e2e.summary["executions"]), blessed=True,
+                               serving_check=summary.serving_check_of(infra_blessing))
+    summary.apply_push(run, pushed)
+    assert outcome.describe(summary.summarise_artifacts(run)) == {
+        "name": "not_serveable", "exit_code": 5, "reasons": [reason]}
+
 
 def test_an_unblessed_candidate_is_not_served_or_checked(e2e, tmp_path):
     infra_blessing = _artifact(standard_artifacts.InfraBlessing, tmp_path / "infra")
