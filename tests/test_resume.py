@@ -16,6 +16,7 @@ per-epoch metrics allows for that and nothing more.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -96,8 +97,7 @@ def finish(process, out):
 
 def epochs_run(out):
     """The epochs Keras announced in this process's log ("Epoch 2/3" -> 2)."""
-    return [int(line.split()[1].split("/")[0]) for line in log_of(out).splitlines()
-            if line.startswith("Epoch ") and "/" in line]
+    return [int(n) for n in re.findall(r"Epoch (\d+)/\d+", log_of(out))]
 
 
 def exported_weights(out):

@@ -49,7 +49,9 @@ def train(model, cfg: LensflowConfig, train_data, eval_ds, log_dir: str,
     one pass over the training data) sizes the warm-up and cosine schedules when
     ``train.steps_per_epoch`` is not set. With a ``progress`` that has a backup folder, each
     phase backs up every epoch there (``BackupAndRestore``) and resumes from it; a phase that
-    finished in an earlier attempt is not run again, its last weights are loaded."""
+    finished in an earlier attempt is not run again, its last weights are loaded (into the
+    compiled model, so the backup's optimizer state lands in that phase's optimizer rather than
+    in the next phase's fresh one)."""
     unfreeze = FAMILIES[cfg.model.family].load_unfreeze()
     total = resume.total_epochs(cfg)
     progress = progress or resume.Progress(None, total)
@@ -65,10 +67,10 @@ def train(model, cfg: LensflowConfig, train_data, eval_ds, log_dir: str,
             unfreeze(model, cfg.model.fine_tune_layers, cfg.model.fine_tune_fraction)
         backup = resume.phase_dir(progress.root, phase) if progress.root else None
         first = (resume.next_epoch(backup) if backup else None) or start
+        compile_model(model, rate, top_k, cfg.train)
         if first >= end:
             resume.restore_weights(model, backup)
             continue
-        compile_model(model, rate, top_k, cfg.train)
         progress.begin(phase, first)
         callbacks = [tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"),
                      progress]
