@@ -96,8 +96,8 @@ def finish(process, out):
 
 
 def epochs_run(out):
-    """The epochs Keras announced in this process's log ("Epoch 2/3" -> 2)."""
-    return [int(n) for n in re.findall(r"Epoch (\d+)/\d+", log_of(out))]
+    """The epochs the Trainer began in this process ("lensflow: training epoch 2/3" -> 2)."""
+    return [int(n) for n in re.findall(re.escape(resume.EPOCH_LINE) + r" (\d+)/\d+", log_of(out))]
 
 
 def exported_weights(out):

@@ -22,6 +22,7 @@ import tensorflow as tf
 from pipeline.config import LensflowConfig
 from pipeline.registry import FAMILIES
 
+EPOCH_LINE = "lensflow: training epoch"
 PROGRESS_FILE = "progress.json"
 RESUME_FILE = "resume.json"
 _SAVED_EPOCH = "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE"
@@ -117,6 +118,8 @@ class Progress(tf.keras.callbacks.Callback):
         self.state["started"] = max(self.state["started"], epoch)
         self.ran.append(epoch)
         self._save()
+        # Keras prints no "Epoch i/n" line when a phase has one epoch: say it for every epoch.
+        print(f"{EPOCH_LINE} {epoch + 1}/{self.total_epochs} (phase {self.phase})", flush=True)
 
     def on_epoch_end(self, epoch, logs=None):
         self.state["epochs"].append({"epoch": epoch, "phase": self.phase,
