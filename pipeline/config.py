@@ -116,7 +116,9 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings, per phase for transfer learning."""
+    """Optimisation settings, per phase for transfer learning. ``resume``: back up every epoch
+    (under ``resume_dir``, default ``<home>/resume``) so a killed Trainer resumes at its last
+    finished epoch; the backups are deleted when the model is exported."""
 
     epochs: int = 3
     batch_size: int = 32
@@ -133,6 +135,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     shuffle_buffer_mb: int = 512
     precision: str = "float32"
+    resume: bool = True
+    resume_dir: Optional[str] = None
 
 
 @dataclass
@@ -436,6 +440,11 @@ def _validate_train(train: TrainConfig) -> None:
         raise ConfigError(f"train.label_smoothing={train.label_smoothing}; must be within [0, 1)")
     if train.shuffle_buffer_mb < 1:
         raise ConfigError(f"train.shuffle_buffer_mb={train.shuffle_buffer_mb}; must be at least 1")
+    if train.resume_dir is not None and not (
+            os.path.isabs(train.resume_dir) or re.match(r"^[a-z][a-z0-9+.-]*://.", train.resume_dir)):
+        raise ConfigError(f"train.resume_dir={train.resume_dir!r}; expected an absolute path or a "
+                          "URI (s3://bucket/path, gs://bucket/path): the Trainer runs elsewhere "
+                          "than the command line")
     if not 0.0 <= train.warmup_epochs <= train.epochs:
         raise ConfigError(f"train.warmup_epochs={train.warmup_epochs}; must be within "
                           f"[0, train.epochs={train.epochs}]")

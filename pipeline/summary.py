@@ -235,10 +235,24 @@ def summarise_artifacts(run: RunArtifacts) -> Dict[str, Any]:
     if run.model_uri:
         summary["model_uri"] = run.model_uri
     if run.model_run_uri:
+        from components.trainer import resume
+
         summary["model_run_uri"] = run.model_run_uri
+        summary["training"] = resume.read_record(run.model_run_uri)
     if run.report_uri:
         summary["report_uri"] = run.report_uri
     return summary
+
+
+def training_line(record: Dict[str, Any]) -> str:
+    """How many epochs the Trainer ran, restored from a killed attempt's backups, or ran twice
+    (``components/trainer/resume.py``'s ``resume.json``)."""
+    line = f"training: {record['total_epochs']} epochs"
+    if not record.get("resumed"):
+        return line + ", not resumed"
+    return (line + f"; resumed (attempt {record['attempt']}): {record['restored_epochs']} restored "
+            f"from the backup, {record['trained_epochs']} trained, {record['rerun_epochs']} "
+            "re-run after the interruption")
 
 
 def format_text(summary: Dict[str, Any]) -> str:
@@ -261,6 +275,8 @@ def format_text(summary: Dict[str, Any]) -> str:
             f"{label} {metrics[key]:.0f}" if key == "example_count" else f"{label} {metrics[key]:.4f}"
             for key, label in _HEADLINE if isinstance(metrics.get(key), float))
         lines.append(f"metrics on the {summary.get('evaluation_split', '?')} split: {shown}")
+    if summary.get("training"):
+        lines.append(training_line(summary["training"]))
     if "blessed" in summary:
         verdict = "BLESSED" if summary["blessed"] else "NOT blessed"
         lines.append(f"model {verdict}")

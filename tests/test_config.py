@@ -36,6 +36,8 @@ def test_component_subsets_carry_only_their_keys():
     ("serving_check.images_per_class", 0, "serving_check.images_per_class"),
     ("serving_check.images_per_class", 50, "serving_check.images_per_class"),
     ("serving_check.enabled", "sometimes", "serving_check.enabled"),
+    ("train.resume", "maybe", "train.resume"),
+    ("train.resume_dir", "backups", r"train\.resume_dir='backups'; expected an absolute path"),
 ])
 def test_invalid_values_name_the_field(key, value, message):
     with pytest.raises(ConfigError, match=message):

@@ -33,6 +33,7 @@ RESOURCES = {"default": {"cpu": "1", "memory": "2Gi", "cpu_request": "500m",
              "Trainer": {"cpu": 4, "memory": "8Gi", "gpu": 1, "node_selector": GPU_NODES},
              "Transform": {"memory": "6G"}}
 CONFIG = {"kubeflow": {"data_path": DATA, "resources": RESOURCES},
+          "train": {"resume_dir": "/mnt/models/resume"},
           "beam": {"direct_running_mode": "multi_processing", "direct_num_workers": 2}}
 
 
@@ -173,7 +174,8 @@ def test_claims_are_mounted_only_on_the_tasks_that_use_their_paths(compiled):
               for label, conf in executors.items() if "pvcMount" in conf}
     assert mounts == {"ImageExampleGen_executor": [("lensflow-data", "/mnt/data")],
                       "ServingBaseline_executor": [("lensflow-models", "/mnt/models")],
-                      "LensflowPusher_executor": [("lensflow-models", "/mnt/models")]}
+                      "LensflowPusher_executor": [("lensflow-models", "/mnt/models")],
+                      "Trainer_executor": [("lensflow-models", "/mnt/models")]}
     assert "lensflow-data:/mnt/data" in compiled.outputs["pipeline.yaml"]
     assert "no Kubernetes volume mounts" in compiled.outputs["pipeline.json"]
 

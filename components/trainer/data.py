@@ -8,6 +8,8 @@ from tfx_bsl.public import tfxio
 from components.transform import augment, features
 
 _READ_BATCH = 256
+_PASS_SEED_STRIDE = 1_000_003
+_ENDLESS = 2 ** 62
 
 
 def labelled_images(file_pattern, data_accessor, tf_transform_output) -> tf.data.Dataset:
@@ -34,6 +36,30 @@ def train_dataset(file_pattern, data_accessor, tf_transform_output, cfg) -> tf.d
     dataset = dataset.shuffle(shuffle_buffer(shape, cfg.train.shuffle_buffer_mb),
                               seed=cfg.train.seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(cfg.train.batch_size)
+    dataset = augment.augment_dataset(dataset, cfg.augment, shape)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def epoch_stream(file_pattern, data_accessor, tf_transform_output, cfg, steps_per_epoch: int,
+                 batches_per_pass: int, first_epoch: int = 0) -> tf.data.Dataset:
+    """The Trainer's batches from epoch ``first_epoch`` on, as one endless stream.
+
+    Pass ``p`` over the split is shuffled with a seed derived from ``train.seed`` and ``p`` (not
+    from how many iterators came before), and epoch ``e`` starts at batch ``e * steps_per_epoch``
+    of the stream, so a run resumed at epoch ``e`` in a new process gets the batches an
+    uninterrupted run gets. Augmentation follows (training only); its random draws are not
+    keyed to the epoch."""
+    shape = image_shape(tf_transform_output)
+    cached = labelled_images(file_pattern, data_accessor, tf_transform_output).cache()
+    buffer = shuffle_buffer(shape, cfg.train.shuffle_buffer_mb)
+    first_pass, offset = divmod(first_epoch * steps_per_epoch, batches_per_pass)
+
+    def one_pass(index):
+        seed = tf.constant(cfg.train.seed, tf.int64) * _PASS_SEED_STRIDE + index
+        return cached.shuffle(buffer, seed=seed, reshuffle_each_iteration=False) \
+            .batch(cfg.train.batch_size)
+
+    dataset = tf.data.Dataset.range(first_pass, _ENDLESS).flat_map(one_pass).skip(offset)
     dataset = augment.augment_dataset(dataset, cfg.augment, shape)
     return dataset.prefetch(tf.data.AUTOTUNE)
 

@@ -10,7 +10,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 
-from components.trainer import data, optim, signatures  # noqa: E402
+from components.trainer import data, optim, resume, signatures  # noqa: E402
 from components.trainer.models import FAMILIES, build_model  # noqa: E402
 from components.transform import augment, features  # noqa: E402
 from pipeline.config import LensflowConfig, from_custom_config  # noqa: E402
@@ -38,35 +38,50 @@ def compile_model(model, learning_rate, top_k: int = 3, train_cfg=None) -> None:
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
 
 
-def train(model, cfg: LensflowConfig, train_ds, eval_ds, log_dir: str,
-          steps_per_epoch: Optional[int] = None) -> dict:
+def train(model, cfg: LensflowConfig, train_data, eval_ds, log_dir: str,
+          steps_per_epoch: Optional[int] = None,
+          progress: Optional[resume.Progress] = None) -> dict:
     """Fit in one phase, or two for a family with an unfreeze step (``transfer``) when
-    ``train.fine_tune_epochs`` > 0; return the merged history.
+    ``train.fine_tune_epochs`` > 0; return the merged history (restored epochs included).
 
-    ``steps_per_epoch`` (batches in one pass over the training data) sizes the warm-up and
-    cosine schedules when ``train.steps_per_epoch`` is not set."""
-    callbacks = [tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch")]
+    ``train_data`` is a dataset, or ``first_epoch -> dataset`` (``data.epoch_stream``) so a
+    resumed phase reads the batches of the epoch it resumes at. ``steps_per_epoch`` (batches in
+    one pass over the training data) sizes the warm-up and cosine schedules when
+    ``train.steps_per_epoch`` is not set. With a ``progress`` that has a backup folder, each
+    phase backs up every epoch there (``BackupAndRestore``) and resumes from it; a phase that
+    finished in an earlier attempt is not run again, its last weights are loaded (into the
+    compiled model, so the backup's optimizer state lands in that phase's optimizer rather than
+    in the next phase's fresh one)."""
+    unfreeze = FAMILIES[cfg.model.family].load_unfreeze()
+    total = resume.total_epochs(cfg)
+    progress = progress or resume.Progress(None, total)
     top_k = min(cfg.evaluation.top_k, model.output_shape[-1])
     steps = cfg.train.steps_per_epoch
     lr = optim.learning_rate(cfg.train, cfg.train.learning_rate, steps or steps_per_epoch or 1,
                              cfg.train.epochs)
-    compile_model(model, lr, top_k, cfg.train)
-    history = model.fit(train_ds, validation_data=eval_ds, epochs=cfg.train.epochs,
-                        steps_per_epoch=steps, callbacks=callbacks, verbose=2).history
-    history = {k: list(map(float, v)) for k, v in history.items()}
-    history["phase"] = [1] * cfg.train.epochs
-    unfreeze = FAMILIES[cfg.model.family].load_unfreeze()
-    if unfreeze and cfg.train.fine_tune_epochs > 0:
-        unfreeze(model, cfg.model.fine_tune_layers, cfg.model.fine_tune_fraction)
-        compile_model(model, cfg.train.fine_tune_learning_rate, top_k, cfg.train)
-        more = model.fit(train_ds, validation_data=eval_ds,
-                         initial_epoch=cfg.train.epochs,
-                         epochs=cfg.train.epochs + cfg.train.fine_tune_epochs,
-                         steps_per_epoch=steps, callbacks=callbacks, verbose=2).history
-        for key, values in more.items():
-            history.setdefault(key, []).extend(map(float, values))
-        history["phase"] += [2] * cfg.train.fine_tune_epochs
-    return history
+    phases = [(1, 0, cfg.train.epochs, lr)]
+    if total > cfg.train.epochs:
+        phases.append((2, cfg.train.epochs, total, cfg.train.fine_tune_learning_rate))
+    for phase, start, end, rate in phases:
+        if phase == 2:
+            unfreeze(model, cfg.model.fine_tune_layers, cfg.model.fine_tune_fraction)
+        backup = resume.phase_dir(progress.root, phase) if progress.root else None
+        first = (resume.next_epoch(backup) if backup else None) or start
+        compile_model(model, rate, top_k, cfg.train)
+        if first >= end:
+            resume.restore_weights(model, backup)
+            continue
+        progress.begin(phase, first)
+        callbacks = [tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"),
+                     progress]
+        if backup:
+            callbacks.append(tf.keras.callbacks.BackupAndRestore(backup, delete_checkpoint=False))
+        streamed = callable(train_data)
+        model.fit(train_data(first) if streamed else train_data, validation_data=eval_ds,
+                  initial_epoch=start, epochs=end,
+                  steps_per_epoch=(steps or steps_per_epoch) if streamed else steps,
+                  callbacks=callbacks, verbose=2)
+    return progress.history()
 
 
 def export(model, tf_transform_output, names, serving_model_dir: str,
@@ -81,7 +96,8 @@ def export(model, tf_transform_output, names, serving_model_dir: str,
 
 
 def run_fn(fn_args) -> None:
-    """TFX Trainer entry point."""
+    """TFX Trainer entry point. Resumes from the backups of an earlier, killed execution on the
+    same inputs (``train.resume``) and deletes them once the model is exported."""
     cfg = from_custom_config(fn_args.custom_config)
     hyperparameters = getattr(fn_args, "hyperparameters", None)
     if hyperparameters:
@@ -89,26 +105,33 @@ def run_fn(fn_args) -> None:
     tf.keras.utils.set_random_seed(cfg.train.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     names = class_names(tf_transform_output)
-    train_ds = data.train_dataset(fn_args.train_files, fn_args.data_accessor,
-                                  tf_transform_output, cfg)
+    examples = data.count_examples(fn_args.train_files, fn_args.data_accessor,
+                                   tf_transform_output)
+    batches_per_pass = -(-examples // cfg.train.batch_size)
+    steps = cfg.train.steps_per_epoch or batches_per_pass
+
+    def train_data(first_epoch: int):
+        dataset = data.epoch_stream(fn_args.train_files, fn_args.data_accessor,
+                                    tf_transform_output, cfg, steps, batches_per_pass, first_epoch)
+        return optim.one_hot_labels(dataset, len(names)) if cfg.train.label_smoothing else dataset
+
     eval_ds = data.eval_dataset(fn_args.eval_files, fn_args.data_accessor,
                                 tf_transform_output, cfg)
     if cfg.train.label_smoothing:
-        train_ds = optim.one_hot_labels(train_ds, len(names))
         eval_ds = optim.one_hot_labels(eval_ds, len(names))
-    steps_per_epoch = None
-    if optim.needs_steps(cfg.train) and not cfg.train.steps_per_epoch:
-        examples = data.count_examples(fn_args.train_files, fn_args.data_accessor,
-                                       tf_transform_output)
-        steps_per_epoch = -(-examples // cfg.train.batch_size)
+    root = resume.backup_dir(fn_args, cfg) if cfg.train.resume else None
     model = build_model(cfg, data.image_shape(tf_transform_output), len(names))
-    history = train(model, cfg, train_ds, eval_ds, fn_args.model_run_dir, steps_per_epoch)
+    progress = resume.Progress(root, resume.total_epochs(cfg))
+    history = train(model, cfg, train_data, eval_ds, fn_args.model_run_dir, batches_per_pass,
+                    progress)
     os.makedirs(fn_args.model_run_dir, exist_ok=True)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as fh:
         fh.write(json.dumps(history))
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, AUGMENTATION_FILE), "w") as fh:
         fh.write(json.dumps(augment.describe(cfg.augment)))
     export(model, tf_transform_output, names, fn_args.serving_model_dir, cfg.data.max_file_bytes)
+    resume.write_record(fn_args.model_run_dir, progress.record())
+    resume.discard(root)
 
 
 def apply_hyperparameters(cfg: LensflowConfig, hyperparameters) -> LensflowConfig:

@@ -179,8 +179,15 @@ def s3_environment(cfg: LensflowConfig) -> Dict[str, str]:
 def _mount_owners(cfg: LensflowConfig) -> Dict[str, List[str]]:
     """Component id -> the pod paths it reads or writes."""
     kf = cfg.kubeflow
-    return {"ImageExampleGen": [kf.data_path], "ServingBaseline": [kf.serving_dir],
-            "LensflowPusher": [kf.serving_dir]}
+    owners = {"ImageExampleGen": [kf.data_path], "ServingBaseline": [kf.serving_dir],
+              "LensflowPusher": [kf.serving_dir]}
+    if cfg.train.resume_dir and _is_pod_path(cfg.train.resume_dir):
+        owners["Trainer"] = [cfg.train.resume_dir]  # backups that outlive the Trainer's pod
+    return owners
+
+
+def _is_pod_path(path: str) -> bool:
+    return path.startswith("/") and "://" not in path
 
 
 def _under(path: str, mount: str) -> bool:
