@@ -93,7 +93,8 @@ def test_cli_rerun_is_cached_and_writes_the_summary_json(e2e, tmp_path):
 
 def test_a_run_killed_during_training_resumes_from_what_finished(e2e, tmp_path):
     """Kill ``lensflow run`` once the Trainer has started; the re-run reuses ingestion and
-    Transform, trains afresh and never takes the killed Trainer's output as a model."""
+    Transform, trains (from the killed Trainer's last finished epoch, if any: see
+    tests/test_resume.py) and never takes the killed Trainer's output as a model."""
     env = {**os.environ, "LENSFLOW_HOME": e2e.home}
     args = [sys.executable, "-m", "pipeline.cli", "run", "--epochs", "3", "--min-accuracy", "0.0"]
     trainer_dir = os.path.join(e2e.config.pipeline_root, "Trainer", "model_run")
