@@ -7,7 +7,6 @@ import shutil
 import sys
 import traceback
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import warnings  # noqa: E402

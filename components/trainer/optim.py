@@ -8,13 +8,10 @@ loss needs one-hot targets, so the training labels are converted in the input pi
 from __future__ import annotations
 
 import math
-import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import tensorflow as tf
 
-import tensorflow as tf  # noqa: E402
-
-from pipeline.config import ConfigError  # noqa: E402
+from pipeline.config import ConfigError
 
 
 @tf.keras.utils.register_keras_serializable(package="lensflow")

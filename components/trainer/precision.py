@@ -11,13 +11,10 @@ running in the same process.
 from __future__ import annotations
 
 import contextlib
-import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import tensorflow as tf
 
-import tensorflow as tf  # noqa: E402
-
-from pipeline.registry import FAMILIES  # noqa: E402
+from pipeline.registry import FAMILIES
 
 NATIVE_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 CPUINFO = "/proc/cpuinfo"

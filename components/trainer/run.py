@@ -5,15 +5,13 @@ import json
 import os
 from typing import Optional
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import tensorflow as tf
+import tensorflow_transform as tft
 
-import tensorflow as tf  # noqa: E402
-import tensorflow_transform as tft  # noqa: E402
-
-from components.trainer import data, optim, resume, signatures  # noqa: E402
-from components.trainer.models import FAMILIES, build_model  # noqa: E402
-from components.transform import augment, features  # noqa: E402
-from pipeline.config import LensflowConfig, from_custom_config  # noqa: E402
+from components.trainer import data, optim, resume, signatures
+from components.trainer.models import FAMILIES, build_model
+from components.transform import augment, features
+from pipeline.config import LensflowConfig, from_custom_config
 
 HISTORY_FILE = "history.json"
 AUGMENTATION_FILE = "augmentation.json"

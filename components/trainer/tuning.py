@@ -4,20 +4,17 @@ Hyperparameter names are dotted config keys, so the best values apply to the con
 Trainer builds from (``run.apply_hyperparameters``). Augmentation changes the input pipeline,
 not the model, so the HyperModel builds each trial's training data in ``fit``.
 """
-import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import keras_tuner as kt
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx.components.trainer.fn_args_utils import FnArgs
+from tfx.v1.components import TunerFnResult
 
-import keras_tuner as kt  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tensorflow_transform as tft  # noqa: E402
-from tfx.components.trainer.fn_args_utils import FnArgs  # noqa: E402
-from tfx.v1.components import TunerFnResult  # noqa: E402
-
-from components.trainer import data  # noqa: E402
-from components.trainer.models import build_model  # noqa: E402
-from components.trainer.run import class_names, compile_model  # noqa: E402
-from pipeline.config import LensflowConfig, from_custom_config  # noqa: E402
+from components.trainer import data
+from components.trainer.models import build_model
+from components.trainer.run import class_names, compile_model
+from pipeline.config import LensflowConfig, from_custom_config
 
 SPACE = {
     "model.family": ["baseline_cnn", "filter_bank"],

@@ -8,15 +8,12 @@ Built from Keras preprocessing layers and stateless ``tf.image`` ops, seeded.
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Dict, List, Optional
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import tensorflow as tf
 
-import tensorflow as tf  # noqa: E402
-
-from pipeline.config import AugmentConfig, ConfigError  # noqa: E402
-from pipeline.registry import AUGMENT_OPS, AUGMENT_PRESETS  # noqa: E402
+from pipeline.config import AugmentConfig, ConfigError
+from pipeline.registry import AUGMENT_OPS, AUGMENT_PRESETS
 
 PRESETS = AUGMENT_PRESETS
 

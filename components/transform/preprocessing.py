@@ -7,15 +7,11 @@ would leak into the serving graph. It lives in ``augment.py`` and runs on traini
 """
 from __future__ import annotations
 
-import os
+import tensorflow as tf
+import tensorflow_transform as tft
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import tensorflow as tf  # noqa: E402
-import tensorflow_transform as tft  # noqa: E402
-
-from components.transform import decode, features  # noqa: E402
-from pipeline.config import DataConfig, ImageConfig, from_custom_config  # noqa: E402
+from components.transform import decode, features
+from pipeline.config import DataConfig, ImageConfig, from_custom_config
 
 _EPS = 1e-6
 

@@ -36,9 +36,7 @@ import sys
 import traceback
 from typing import Any, Dict, List
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-from pipeline import object_store  # noqa: E402 - imports nothing from TensorFlow
+from pipeline import object_store
 
 INVOCATION_FLAG = "--json_serialized_invocation_args"
 INPUTS_SPEC_FLAG = "--json_serialized_inputs_spec_args"

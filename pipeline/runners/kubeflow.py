@@ -13,23 +13,20 @@ Per-task CPU, memory and GPU from ``kubeflow.resources`` go into each container'
 """
 from __future__ import annotations
 
+import json
 import os
+import posixpath
+from typing import Any, Dict, List, Optional
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import yaml
+from google.protobuf import json_format
+from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s_pb
+from kfp.pipeline_spec import pipeline_spec_pb2
+from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kv2
 
-import json  # noqa: E402
-import posixpath  # noqa: E402
-from typing import Any, Dict, List, Optional  # noqa: E402
-
-import yaml  # noqa: E402
-from google.protobuf import json_format  # noqa: E402
-from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s_pb  # noqa: E402
-from kfp.pipeline_spec import pipeline_spec_pb2  # noqa: E402
-from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kv2  # noqa: E402
-
-from pipeline.config import (CURATED_SCHEMA, REPO_ROOT, ConfigError,  # noqa: E402
+from pipeline.config import (CURATED_SCHEMA, REPO_ROOT, ConfigError,
                              LensflowConfig, parse_volume, quantity)
-from pipeline.pipeline import create_pipeline  # noqa: E402
+from pipeline.pipeline import create_pipeline
 
 TFX_ENTRYPOINT = list(kv2.KUBEFLOW_TFX_CMD)
 ENTRYPOINT = ["python", "-m", "pipeline.runners.kfp_entrypoint"]

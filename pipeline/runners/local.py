@@ -7,13 +7,11 @@ import re
 import sys
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+from absl import logging as absl_logging
+from tfx import v1 as tfx
 
-from absl import logging as absl_logging  # noqa: E402
-from tfx import v1 as tfx  # noqa: E402
-
-from pipeline.config import LensflowConfig  # noqa: E402
-from pipeline.pipeline import create_pipeline  # noqa: E402
+from pipeline.config import LensflowConfig
+from pipeline.pipeline import create_pipeline
 
 _PROGRESS = re.compile(r"Component (\S+) is (running|finished)\.")
 
