@@ -89,7 +89,10 @@ def is_normal_png(data: bytes, image: Image.Image) -> bool:
     bit_depth, colour_type = data[24], data[25]
     if bit_depth != 8 or colour_type not in (0, 2) or "transparency" in image.info:
         return False
-    return image.getexif().get(0x0112, 1) == 1
+    try:
+        return image.getexif().get(0x0112, 1) == 1
+    except _DECODE_ERRORS as exc:   # a corrupt eXIf chunk raised SyntaxError out of ingestion
+        raise RejectedImage(f"corrupt EXIF metadata: {exc}") from exc
 
 
 def _read_bytes(path: str, max_bytes: int) -> bytes:

@@ -384,3 +384,26 @@ def test_png_with_fewer_rows_than_its_header_is_rejected(tmp_path):
         graph_decode.decode_raw_image(tf.constant(path.read_bytes()), 40_000_000)
     path.write_bytes(whole)
     assert load_image(str(path)).height == real.height
+
+
+def test_png_with_corrupt_exif_chunk_is_rejected_not_raised(tmp_path):
+    """A real PNG whose eXIf chunk does not start with a TIFF byte order (CRC fixed): Pillow's
+    getexif raised SyntaxError, which escaped load_image and would stop ingestion. Found by
+    benchmarks/fuzz_inputs.py."""
+    from pipeline.config import SAMPLE_DATA
+
+    real = Image.open(sorted((SAMPLE_DATA / "bag").glob("*.png"))[0])
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    buffer = io.BytesIO()
+    real.save(buffer, format="PNG", exif=exif.tobytes())
+    data = bytearray(buffer.getvalue())
+    start = data.index(b"eXIf")
+    data[start + 4:start + 6] = b"KM"       # "MM" byte order with one bit flipped
+    length = struct.unpack(">I", data[start - 4:start])[0]
+    data[start + 4 + length:start + 8 + length] = struct.pack(
+        ">I", zlib.crc32(bytes(data[start:start + 4 + length])) & 0xFFFFFFFF)
+    path = tmp_path / "bad_exif.png"
+    path.write_bytes(bytes(data))
+    with pytest.raises(RejectedImage, match="corrupt EXIF metadata: not a TIFF file"):
+        load_image(str(path))
