@@ -129,7 +129,8 @@ def _exit_reason(code: int, stderr: str) -> str:
 
 def reason_group(reason: str) -> str:
     """A reason without its numbers and paths, so one kind of rejection is one row."""
-    text = re.sub(r"\d+", "N", reason.strip())
+    text = re.sub(r"b'(?:[^'\\]|\\.)*'", "b'...'", reason.strip())
+    text = re.sub(r"\d+", "N", text)
     text = re.sub(r"'[^']*/[^']*'", "'PATH'", text)
     return text[:150]
 
