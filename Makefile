@@ -7,7 +7,7 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-.PHONY: run test test-fast system-deps bench venv clean
+.PHONY: run test test-fast system-deps bench fuzz venv clean
 
 venv: $(STAMP)
 
@@ -37,6 +37,10 @@ test-fast: venv
 # Speed figures of docs/PERFORMANCE.md (minutes to hours; not part of the tests).
 bench: venv
 	$(PY) benchmarks/run.py $(ARGS)
+
+# The fuzz figure of docs/RELIABILITY.md (a few minutes; not part of the tests).
+fuzz: venv
+	$(PY) benchmarks/fuzz_inputs.py --out /tmp/lensflow-fuzz $(ARGS)
 
 clean:
 	rm -rf $(VENV)

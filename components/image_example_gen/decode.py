@@ -63,6 +63,8 @@ def load_image(path: str, max_pixels: int = 40_000_000, max_bytes: int = 64 << 2
     image = _open(data, max_pixels)
     original_format, original_mode = image.format or "UNKNOWN", image.mode
     _full_decode(image)
+    if original_format == "PNG":
+        _check_png_stream(data)
     passthrough = is_normal_png(data, image)
     pixels, channels = normalise(_apply_orientation(image))
     return DecodedImage(
@@ -87,7 +89,10 @@ def is_normal_png(data: bytes, image: Image.Image) -> bool:
     bit_depth, colour_type = data[24], data[25]
     if bit_depth != 8 or colour_type not in (0, 2) or "transparency" in image.info:
         return False
-    return image.getexif().get(0x0112, 1) == 1
+    try:
+        return image.getexif().get(0x0112, 1) == 1
+    except _DECODE_ERRORS as exc:   # a corrupt eXIf chunk raised SyntaxError out of ingestion
+        raise RejectedImage(f"corrupt EXIF metadata: {exc}") from exc
 
 
 def _read_bytes(path: str, max_bytes: int) -> bytes:
@@ -164,6 +169,39 @@ def _full_decode(image: Image.Image) -> None:
         raise RejectedImage(f"decompression bomb: {exc}") from exc
     except _DECODE_ERRORS as exc:
         raise RejectedImage(f"truncated or corrupt image data: {exc}") from exc
+
+
+_PNG_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}   # colour type -> samples per pixel
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+          (0, 1, 1, 2))
+
+
+def _check_png_stream(data: bytes) -> None:
+    """Reject a PNG whose pixel stream ends before the rows its header declares: Pillow fills the
+    missing rows with black and raises nothing (found by benchmarks/fuzz_inputs.py), while the
+    served graph's decoder refuses the same file."""
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    bits = depth * _PNG_SAMPLES.get(colour, 1)
+    need = 0
+    for x0, y0, dx, dy in (_ADAM7 if interlace else ((0, 0, 1, 1),)):
+        columns, rows = max(0, -(-(width - x0) // dx)), max(0, -(-(height - y0) // dy))
+        if columns and rows:
+            need += rows * (1 + (columns * bits + 7) // 8)
+    inflater, got, pos = zlib.decompressobj(), 0, 8
+    try:
+        while pos + 8 <= len(data) and got < need and not inflater.eof:
+            length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+            if kind == b"IDAT":
+                pending = data[pos + 8:pos + 8 + length]
+                while pending and got < need:
+                    got += len(inflater.decompress(pending, 1 << 20))
+                    pending = inflater.unconsumed_tail
+            pos += 12 + length
+    except zlib.error as exc:
+        raise RejectedImage(f"truncated or corrupt image data: {exc}") from exc
+    if got < need:
+        raise RejectedImage(f"truncated or corrupt image data: the PNG pixel stream holds {got} "
+                            f"of the {need} bytes its {width}x{height} header declares")
 
 
 def _apply_orientation(image: Image.Image) -> Image.Image:

@@ -354,3 +354,56 @@ def test_truncated_loading_must_stay_off(tmp_path, monkeypatch):
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
     with pytest.raises(RuntimeError, match="LOAD_TRUNCATED_IMAGES"):
         load_image(str(path))
+
+
+def _taller_header(png: bytes, extra_rows: int) -> bytes:
+    """``png`` with IHDR declaring ``extra_rows`` more rows than its pixel stream holds (the CRC
+    recomputed, so only the short stream is wrong)."""
+    data = bytearray(png)
+    data[20:24] = struct.pack(">I", struct.unpack(">I", data[20:24])[0] + extra_rows)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF)
+    return bytes(data)
+
+
+def test_png_with_fewer_rows_than_its_header_is_rejected(tmp_path):
+    """Pillow fills the missing rows with black and raises nothing; the served graph refuses
+    the same bytes. Found by benchmarks/fuzz_inputs.py (IHDR height raised, CRC fixed)."""
+    from components.transform import decode as graph_decode
+    from pipeline.config import SAMPLE_DATA
+
+    real = Image.open(sorted((SAMPLE_DATA / "bag").glob("*.png"))[0])
+    buffer = io.BytesIO()
+    real.save(buffer, format="PNG")
+    whole = buffer.getvalue()
+    path = tmp_path / "short.png"
+    path.write_bytes(_taller_header(whole, 10))
+    with pytest.raises(RejectedImage, match=r"pixel stream holds \d+ of the \d+ bytes its "
+                                            rf"{real.width}x{real.height + 10} header"):
+        load_image(str(path))
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        graph_decode.decode_raw_image(tf.constant(path.read_bytes()), 40_000_000)
+    path.write_bytes(whole)
+    assert load_image(str(path)).height == real.height
+
+
+def test_png_with_corrupt_exif_chunk_is_rejected_not_raised(tmp_path):
+    """A real PNG whose eXIf chunk does not start with a TIFF byte order (CRC fixed): Pillow's
+    getexif raised SyntaxError, which escaped load_image and would stop ingestion. Found by
+    benchmarks/fuzz_inputs.py."""
+    from pipeline.config import SAMPLE_DATA
+
+    real = Image.open(sorted((SAMPLE_DATA / "bag").glob("*.png"))[0])
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    buffer = io.BytesIO()
+    real.save(buffer, format="PNG", exif=exif.tobytes())
+    data = bytearray(buffer.getvalue())
+    start = data.index(b"eXIf")
+    data[start + 4:start + 6] = b"KM"       # "MM" byte order with one bit flipped
+    length = struct.unpack(">I", data[start - 4:start])[0]
+    data[start + 4 + length:start + 8 + length] = struct.pack(
+        ">I", zlib.crc32(bytes(data[start:start + 4 + length])) & 0xFFFFFFFF)
+    path = tmp_path / "bad_exif.png"
+    path.write_bytes(bytes(data))
+    with pytest.raises(RejectedImage, match="corrupt EXIF metadata: not a TIFF file"):
+        load_image(str(path))
