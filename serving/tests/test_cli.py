@@ -1,6 +1,7 @@
 """``lensflow predict`` from each source (local SavedModel, REST, gRPC) gives the in-process
 answer; ``lensflow serve`` starts, answers and stops cleanly; bad use gets clear errors."""
 import base64
+import contextlib
 import json
 import os
 import queue
@@ -142,17 +143,28 @@ def _lines(stream, sink):
         sink.put(line)
 
 
-def test_serve_command_starts_answers_and_stops(serving_copy):
-    base, name, version = serving_copy
-    command = [sys.executable, "-c", "from serving.cli import serve; serve()", "--model-dir", base,
+@contextlib.contextmanager
+def serve_process(*args):
+    """``lensflow serve ARGS`` on free ports as its own process: (process, its output lines,
+    its banner); killed on the way out if the test did not stop it."""
+    command = [sys.executable, "-c", "from serving.cli import serve; serve()", *args,
                "--rest-port", "0", "--grpc-port", "0", "--poll-seconds", "0.2"]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_USE_LEGACY_KERAS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.Popen(command, cwd=str(REPO_ROOT), env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     lines = queue.Queue()
     threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
     try:
-        banner = _read_until(lines, "Ctrl-C", timeout=120)
+        yield proc, lines, _read_until(lines, "Ctrl-C", timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+def test_serve_command_starts_answers_and_stops(serving_copy):
+    base, name, version = serving_copy
+    with serve_process("--model-dir", base) as (proc, lines, banner):
         assert "stand-in for local development and tests" in banner
         assert "production serving is TF Serving itself" in banner
         url = next(w for w in banner.split() if w.startswith("http://"))
@@ -164,10 +176,6 @@ def test_serve_command_starts_answers_and_stops(serving_copy):
         proc.send_signal(signal.SIGTERM)
         assert "stopped" in _read_until(lines, "stopped", timeout=60)
         assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
 
 
 def test_serve_reads_labels_and_batching_from_the_config_files(serving_copy, sample_images):
@@ -178,18 +186,9 @@ def test_serve_reads_labels_and_batching_from_the_config_files(serving_copy, sam
     base, name, version = serving_copy
     config = models_config.update(os.path.dirname(base), name, base, 5, newest=version)
     models_config.set_labels(config, name, {"stable": version}, on_disk=versions.versions(base))
-    command = [sys.executable, "-c", "from serving.cli import serve; serve()",
-               "--model-config-file", config, "--model-name", name,
-               "--batching-parameters-file",
-               str(REPO_ROOT / "kubeflow" / "serving" / "batching.config"),
-               "--rest-port", "0", "--grpc-port", "0", "--poll-seconds", "0.2"]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_USE_LEGACY_KERAS": "1"}
-    proc = subprocess.Popen(command, cwd=str(REPO_ROOT), env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    lines = queue.Queue()
-    threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
-    try:
-        banner = _read_until(lines, "Ctrl-C", timeout=120)
+    batching = str(REPO_ROOT / "kubeflow" / "serving" / "batching.config")
+    with serve_process("--model-config-file", config, "--model-name", name,
+                       "--batching-parameters-file", batching) as (proc, _, banner):
         assert f"labels: stable={version}" in banner and "batching: BatchingConfig" in banner
         url = next(w for w in banner.split() if w.startswith("http://"))
         status, body = http(f"{url}/labels/stable:predict", "POST", {"instances": [
@@ -197,10 +196,6 @@ def test_serve_reads_labels_and_batching_from_the_config_files(serving_copy, sam
         assert status == 200, body
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
 
 
 def _read_until(lines, marker, timeout):
