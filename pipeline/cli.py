@@ -14,7 +14,8 @@ import warnings  # noqa: E402
 
 import click  # noqa: E402
 
-from pipeline.cli_options import config_option, home_option, make_config, set_option  # noqa: E402
+from pipeline.cli_options import (config_option, holding_home, home_option, make_config,  # noqa: E402
+                                  set_option, wait_option)
 from pipeline.config import choices  # noqa: E402
 
 warnings.filterwarnings("ignore", category=FutureWarning)
@@ -47,14 +48,13 @@ def main():
 @click.option("--tune/--no-tune", default=None, help="Run the KerasTuner stage first.")
 @click.option("--no-cache", is_flag=True, default=False)
 @click.option("--summary-json", type=click.Path(dir_okay=False), help="Write the run summary here.")
+@wait_option
 @set_option
 def run(home, config_file, data, manifest, epochs, batch_size, learning_rate, image_size,
         color_mode, family, backbone, weights, fine_tune_epochs, fine_tune_layers, augment,
-        no_orientation_changes, filter_mode, min_accuracy, tune, no_cache, summary_json, sets):
+        no_orientation_changes, filter_mode, min_accuracy, tune, no_cache, summary_json, wait,
+        sets):
     """Run the pipeline locally (LocalDagRunner, SQLite metadata, caching on)."""
-    from pipeline import summary as run_summary
-    from pipeline.runners import local
-
     weights_flag = weights
     overrides = {
         "data.path": os.path.abspath(data) if data else None,
@@ -73,14 +73,18 @@ def run(home, config_file, data, manifest, epochs, batch_size, learning_rate, im
         cfg = cfg.replace(**{"model.weights": None if weights_flag.lower() == "none" else weights_flag})
     click.echo(f"lensflow: running pipeline '{cfg.pipeline_name}' on "
                f"{cfg.data.manifest or cfg.data.path}\n  home: {cfg.home_dir}")
-    before = _known_runs(cfg.metadata_path, run_summary)
-    error = None
-    try:
-        local.run(cfg, show_progress=True)
-    except Exception as err:  # noqa: BLE001 - the run's outcome below says what happened
-        error = err
-    finally:
-        result = _finish(cfg, summary_json, run_summary, before, error)
+    with holding_home(cfg.home_dir, wait):  # before the heavy imports: a refusal is quick
+        from pipeline import summary as run_summary
+        from pipeline.runners import local
+
+        before = _known_runs(cfg.metadata_path, run_summary)
+        error = None
+        try:
+            local.run(cfg, show_progress=True)
+        except Exception as err:  # noqa: BLE001 - the run's outcome below says what happened
+            error = err
+        finally:
+            result = _finish(cfg, summary_json, run_summary, before, error)
     click.get_current_context().exit(_exit_code(result, error))
 
 
