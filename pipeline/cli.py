@@ -111,11 +111,16 @@ def _with_error(result, error):
 
 def _exit_code(result, error) -> int:
     """The exit code of the run's outcome (``pipeline/outcome.py``); ``failed`` without a
-    summary. A failure's traceback goes to stderr; a data stop's reasons are already shown."""
+    summary. A failure's traceback goes to stderr (one line for a full disk, whose message
+    says it all); a data stop's reasons are already shown."""
     from pipeline import outcome
 
+    from pipeline.disk_errors import disk_cause
+
     code = result["outcome"]["exit_code"] if result else outcome.FAILED.code
-    if error is not None and code == outcome.FAILED.code:
+    if error is not None and code == outcome.FAILED.code and disk_cause(error):
+        click.echo(f"lensflow: out of disk space: {error}", err=True)  # no traceback to read
+    elif error is not None and code == outcome.FAILED.code:
         click.echo("".join(traceback.format_exception(type(error), error, error.__traceback__)),
                    err=True)
     return code
