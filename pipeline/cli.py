@@ -13,7 +13,8 @@ import warnings  # noqa: E402
 
 import click  # noqa: E402
 
-from pipeline.cli_options import config_option, home_option, make_config, set_option  # noqa: E402
+from pipeline.cli_options import (config_option, holding_home, home_option, make_config,  # noqa: E402
+                                  set_option, wait_option)
 from pipeline.config import choices  # noqa: E402
 
 warnings.filterwarnings("ignore", category=FutureWarning)
@@ -46,14 +47,13 @@ def main():
 @click.option("--tune/--no-tune", default=None, help="Run the KerasTuner stage first.")
 @click.option("--no-cache", is_flag=True, default=False)
 @click.option("--summary-json", type=click.Path(dir_okay=False), help="Write the run summary here.")
+@wait_option
 @set_option
 def run(home, config_file, data, manifest, epochs, batch_size, learning_rate, image_size,
         color_mode, family, backbone, weights, fine_tune_epochs, fine_tune_layers, augment,
-        no_orientation_changes, filter_mode, min_accuracy, tune, no_cache, summary_json, sets):
+        no_orientation_changes, filter_mode, min_accuracy, tune, no_cache, summary_json, wait,
+        sets):
     """Run the pipeline locally (LocalDagRunner, SQLite metadata, caching on)."""
-    from pipeline import summary as run_summary
-    from pipeline.runners import local
-
     weights_flag = weights
     overrides = {
         "data.path": os.path.abspath(data) if data else None,
@@ -72,14 +72,18 @@ def run(home, config_file, data, manifest, epochs, batch_size, learning_rate, im
         cfg = cfg.replace(**{"model.weights": None if weights_flag.lower() == "none" else weights_flag})
     click.echo(f"lensflow: running pipeline '{cfg.pipeline_name}' on "
                f"{cfg.data.manifest or cfg.data.path}\n  home: {cfg.home_dir}")
-    before = _known_runs(cfg.metadata_path, run_summary)
-    error = None
-    try:
-        local.run(cfg, show_progress=True)
-    except Exception as err:  # noqa: BLE001 - the run's outcome below says what happened
-        error = err
-    finally:
-        result = _finish(cfg, summary_json, run_summary, before, error)
+    with holding_home(cfg.home_dir, wait):  # before the heavy imports: a refusal is quick
+        from pipeline import summary as run_summary
+        from pipeline.runners import local
+
+        before = _known_runs(cfg.metadata_path, run_summary)
+        error = None
+        try:
+            local.run(cfg, show_progress=True)
+        except Exception as err:  # noqa: BLE001 - the run's outcome below says what happened
+            error = err
+        finally:
+            result = _finish(cfg, summary_json, run_summary, before, error)
     click.get_current_context().exit(_exit_code(result, error))
 
 
@@ -106,11 +110,16 @@ def _with_error(result, error):
 
 def _exit_code(result, error) -> int:
     """The exit code of the run's outcome (``pipeline/outcome.py``); ``failed`` without a
-    summary. A failure's traceback goes to stderr; a data stop's reasons are already shown."""
+    summary. A failure's traceback goes to stderr (one line for a full disk, whose message
+    says it all); a data stop's reasons are already shown."""
     from pipeline import outcome
 
+    from pipeline.disk_errors import disk_cause
+
     code = result["outcome"]["exit_code"] if result else outcome.FAILED.code
-    if error is not None and code == outcome.FAILED.code:
+    if error is not None and code == outcome.FAILED.code and disk_cause(error):
+        click.echo(f"lensflow: out of disk space: {error}", err=True)  # no traceback to read
+    elif error is not None and code == outcome.FAILED.code:
         click.echo("".join(traceback.format_exception(type(error), error, error.__traceback__)),
                    err=True)
     return code

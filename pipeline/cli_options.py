@@ -1,4 +1,6 @@
 """Options every ``lensflow`` command shares: the home directory and the config file."""
+from contextlib import ExitStack, contextmanager
+
 import click
 import yaml
 
@@ -38,3 +40,26 @@ def make_config(config_file, home, sets=(), **overrides) -> LensflowConfig:
         return load_config(config_file, {"home": home, **parse_sets(sets), **named})
     except ConfigError as err:
         raise click.UsageError(str(err)) from err
+
+
+wait_option = click.option(
+    "--wait", is_flag=True, default=False,
+    help="When another lensflow run holds this home, wait for it instead of refusing.")
+
+
+@contextmanager
+def holding_home(home, wait: bool):
+    """Hold the home's lock (``pipeline.home_lock``) for the block; a busy home is a click
+    error (exit 1) naming the home and the other run, or with ``wait`` a notice and a wait."""
+    from pipeline import home_lock
+
+    def notice(holder):
+        click.echo(f"waiting: another lensflow process is using the home {home} "
+                   f"({home_lock.describe_holder(holder)})", err=True)
+
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(home_lock.hold(home, wait=wait, on_wait=notice))
+        except home_lock.HomeBusy as err:
+            raise click.ClickException(str(err)) from err
+        yield

@@ -14,7 +14,7 @@ from pipeline.config import REPO_ROOT
 LAYERS = [
     ("pipeline",),                                   # the package init (TF_USE_LEGACY_KERAS)
     ("components",),
-    ("pipeline.registry",),
+    ("pipeline.registry", "pipeline.home_lock", "pipeline.disk_errors"),
     ("pipeline.config",),
     ("pipeline.cli_options", "pipeline.object_store", "pipeline.outcome", "system"),
     ("components.transform",),                       # feature names, the one decode

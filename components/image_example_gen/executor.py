@@ -30,6 +30,7 @@ from components.pusher.fingerprint import DATA_FINGERPRINT
 from components.transform import features
 from components.transform.decode import serving_refusal
 from pipeline.config import LensflowConfig, from_custom_config
+from pipeline.disk_errors import disk_cause
 
 REJECTED_TAG = "rejected"
 NOT_SERVEABLE_TAG = "not_serveable"
@@ -202,16 +203,41 @@ class Executor(BaseExampleGenExecutor):
         self._splits = output_splits(self._scan, cfg)
         exec_properties = {**exec_properties,
                            standard_component_specs.OUTPUT_CONFIG_KEY: _output_config(self._splits)}
-        super().Do(input_dict, output_dict, exec_properties)
-        summary = report.build(self._scan, self._work_dir)
-        report.write(summary, examples.uri)
-        examples.set_string_custom_property(DATA_FINGERPRINT, _read_fingerprint(self._work_dir))
-        tf.io.gfile.rmtree(self._work_dir)
+        try:
+            super().Do(input_dict, output_dict, exec_properties)
+            summary = report.build(self._scan, self._work_dir)
+            report.write(summary, examples.uri)
+            fingerprint = _read_fingerprint(self._work_dir)
+            tf.io.gfile.rmtree(self._work_dir)
+        except Exception as err:  # noqa: BLE001 - only a full disk is re-worded, see below
+            cause = disk_cause(err)
+            if cause is None:
+                raise
+            _empty(examples.uri)
+            raise IngestionWriteError(
+                f"ingestion could not write the examples to {examples.uri} ({cause}); its "
+                "partial output was removed and nothing was ingested: free space (or raise the "
+                "limit) and run again") from None
+        examples.set_string_custom_property(DATA_FINGERPRINT, fingerprint)
         examples.set_int_custom_property("found", summary["found"])
         examples.set_int_custom_property("ingested", summary["ingested"])
         examples.set_int_custom_property("rejected", len(summary["rejected"]))
         examples.set_int_custom_property("ignored", len(summary["ignored"]))
         report.check(summary)
+
+
+class IngestionWriteError(OSError):
+    """The examples could not be written (disk full, file too large): nothing was ingested."""
+
+
+def _empty(folder: str) -> None:
+    """Remove everything under ``folder`` (this execution's own output), keeping the folder."""
+    for name in tf.io.gfile.listdir(folder):
+        path = os.path.join(folder, name)
+        if tf.io.gfile.isdir(path):
+            tf.io.gfile.rmtree(path)
+        else:
+            tf.io.gfile.remove(path)
 
 
 def _read_fingerprint(work_dir: str) -> str:

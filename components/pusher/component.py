@@ -66,8 +66,12 @@ class Executor(tfx_executor.Executor):
         version, final = versions.publish_next(model_path, base, record=record)
         serving_dir = custom.get("serving_dir", os.path.dirname(base))
         name = custom.get("model_name", os.path.basename(base))
+        try:
+            models_config.update(serving_dir, name, base, keep, newest=version)
+        except BaseException:
+            versions.withdraw(base, version)  # a failed push leaves no new version
+            raise
         versions.prune(base, keep, protected=models_config.protected_versions(serving_dir, name))
-        models_config.update(serving_dir, name, base, keep, newest=version)
         self._MarkPushed(model_push, pushed_destination=final, pushed_version=str(version))
 
     def validated_model_path(self, input_dict) -> str:

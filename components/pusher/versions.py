@@ -16,12 +16,20 @@ import tempfile
 import time
 from typing import List, Optional, Sequence, Tuple
 
+import tensorflow as tf
 from tfx.utils import io_utils
+
+from pipeline.disk_errors import disk_cause
 
 STAGING_PREFIX = ".staging-"
 PUSH_RECORD = os.path.join("assets.extra", "lensflow_push.json")
 STALE_STAGING_SECONDS = 3600.0
 MAX_CLAIM_ATTEMPTS = 1000
+
+
+class PushWriteError(OSError):
+    """Copying a model into the serving folder failed (disk full, file too large, read-only):
+    nothing was published."""
 
 
 def versions(model_base: str) -> List[int]:
@@ -57,6 +65,12 @@ def _stage(model_dir: str, model_base: str, record: Optional[dict] = None) -> st
             os.makedirs(os.path.dirname(os.path.join(staging, PUSH_RECORD)), exist_ok=True)
             with open(os.path.join(staging, PUSH_RECORD), "w") as fh:
                 json.dump(record, fh, sort_keys=True)
+    except (OSError, tf.errors.OpError) as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise PushWriteError(getattr(err, "errno", None) or errno.EIO,
+                             f"could not copy the model {model_dir} into {model_base} "
+                             f"({disk_cause(err) or err}); nothing was published, the "
+                             "versions there are unchanged") from err
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -105,6 +119,14 @@ def publish_next(model_dir: str, model_base: str, now: Optional[float] = None,
     shutil.rmtree(staging, ignore_errors=True)
     raise RuntimeError(f"could not claim a free version under {model_base} "
                        f"after {MAX_CLAIM_ATTEMPTS} attempts")
+
+
+def withdraw(model_base: str, version: int) -> None:
+    """Take ``version`` back out of ``model_base`` in one step (renamed out of TF Serving's
+    sight, then deleted), so a reader never sees it half deleted."""
+    hidden = os.path.join(model_base, f"{STAGING_PREFIX}withdrawn-{version}-{os.getpid()}")
+    os.rename(os.path.join(model_base, str(version)), hidden)
+    shutil.rmtree(hidden, ignore_errors=True)
 
 
 def prune(model_base: str, keep: int, stale_after: float = STALE_STAGING_SECONDS,

@@ -9,7 +9,8 @@ import os
 
 import click
 
-from pipeline.cli_options import config_option, home_option, make_config, set_option
+from pipeline.cli_options import (config_option, holding_home, home_option, make_config, set_option,
+                                  wait_option)
 from pipeline.compare.variants import VARIANTS
 
 DEFAULT_VARIANTS = ",".join(VARIANTS)
@@ -30,8 +31,10 @@ DEFAULT_VARIANTS = ",".join(VARIANTS)
 @click.option("--batch-size", type=int)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Output folder [<home>/compare/<timestamp>].")
+@wait_option
 @set_option
-def compare(home, config_file, data, variants, seeds, subset, epochs, batch_size, out_dir, sets):
+def compare(home, config_file, data, variants, seeds, subset, epochs, batch_size, out_dir, wait,
+            sets):
     """Compare variants (baseline, augment, transfer_*, filter_*) over seeds, side by side.
 
     Writes compare.json, compare.md (a table for docs/RESULTS.md) and compare.html.
@@ -54,7 +57,8 @@ def compare(home, config_file, data, variants, seeds, subset, epochs, batch_size
                f"{cfg.data.manifest or cfg.data.path}"
                + (f", training subset {subset}" if subset else ""))
     try:
-        result = run_compare(cfg, plan, show_progress=True, echo=click.echo)
+        with holding_home(cfg.home_dir, wait):  # once for all its runs (the lock is re-entrant)
+            result = run_compare(cfg, plan, show_progress=True, echo=click.echo)
     except (CompareError, DatasetError, ConfigError) as err:
         raise click.ClickException(str(err)) from err
     with open(result["paths"]["markdown"], encoding="utf-8") as fh:

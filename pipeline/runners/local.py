@@ -10,6 +10,7 @@ import time
 from absl import logging as absl_logging
 from tfx import v1 as tfx
 
+from pipeline import home_lock
 from pipeline.config import LensflowConfig
 from pipeline.pipeline import create_pipeline
 
@@ -44,8 +45,15 @@ def metadata_config(cfg: LensflowConfig):
     return tfx.orchestration.metadata.sqlite_metadata_connection_config(cfg.metadata_path)
 
 
-def run(cfg: LensflowConfig, show_progress: bool = False) -> None:
-    """Run (or resume: cached components are reused) the pipeline for ``cfg``."""
+def run(cfg: LensflowConfig, show_progress: bool = False, wait: bool = False) -> None:
+    """Run (or resume: cached components are reused) the pipeline for ``cfg``, holding the
+    home's lock (``pipeline.home_lock``; re-entrant, so a caller may already hold it):
+    ``HomeBusy`` when another process runs in the same home, unless ``wait``."""
+    with home_lock.hold(cfg.home_dir, wait=wait):
+        _run(cfg, show_progress)
+
+
+def _run(cfg: LensflowConfig, show_progress: bool) -> None:
     os.makedirs(cfg.pipeline_root, exist_ok=True)
     pipeline = create_pipeline(cfg, metadata_connection_config=metadata_config(cfg))
     progress = _ProgressFilter() if show_progress else None
