@@ -122,7 +122,7 @@ def run_fn(fn_args) -> None:
     progress = resume.Progress(root, resume.total_epochs(cfg))
     history = train(model, cfg, train_data, eval_ds, fn_args.model_run_dir, batches_per_pass,
                     progress)
-    os.makedirs(fn_args.model_run_dir, exist_ok=True)
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as fh:
         fh.write(json.dumps(history))
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, AUGMENTATION_FILE), "w") as fh:
