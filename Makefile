@@ -27,12 +27,15 @@ run: venv
 system-deps:
 	@bash scripts/system_deps.sh
 
+# Two pytest-xdist workers (the machines have 2 cores); tests are grouped in conftest.py.
+TEST_WORKERS ?= 2
+
 test: venv system-deps
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The unit layer only (no pipeline runs, no browser): a few minutes.
 test-fast: venv
-	$(PY) -m pytest -m "not e2e and not slow and not browser" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not e2e and not slow and not browser" $(PYTEST_ARGS)
 
 # Speed figures of docs/PERFORMANCE.md (minutes to hours; not part of the tests).
 bench: venv

@@ -46,14 +46,28 @@ MARKER_FIXTURES = {
 }
 
 
+def xdist_group(item, used) -> str:
+    """The worker group of a test under ``make test`` (``pytest -n 2 --dist loadgroup``): the
+    users of the shared run stay on one worker (several re-run on its home, and a home admits one
+    run at a time), the rehearsal's on another; any other test keeps its file's module fixtures by
+    staying with its file."""
+    if "kfp_rehearsal" in used:
+        return "kfp_rehearsal"
+    if "e2e" in used:
+        return "e2e"
+    return item.nodeid.split("::")[0]
+
+
 def pytest_collection_modifyitems(items):
     """Mark each test by the fixtures it pulls in: ``e2e`` (a real pipeline run), ``slow`` (runs
-    pipelines of its own), ``browser`` (headless Chromium); ``make test-fast`` deselects them."""
+    pipelines of its own), ``browser`` (headless Chromium); ``make test-fast`` deselects them.
+    Each test also gets its ``xdist_group``."""
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
         for marker, fixtures in MARKER_FIXTURES.items():
             if used & fixtures:
                 item.add_marker(getattr(pytest.mark, marker))
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item, used)))
 
 
 @pytest.fixture(scope="session")
@@ -63,12 +77,28 @@ def pipeline_runner():
 
 
 @pytest.fixture(scope="session")
-def e2e(tmp_path_factory) -> PipelineRun:
-    """baseline_cnn on the bundled Fashion-MNIST sample, 2 epochs: blessed and pushed."""
+def e2e(tmp_path_factory, worker_id) -> PipelineRun:
+    """baseline_cnn on the bundled Fashion-MNIST sample, 2 epochs: blessed and pushed. Under
+    pytest-xdist the workers share one run: the first to need it runs it under a file lock in the
+    workers' common temp folder, the others wait for it and read its summary back."""
+    import fcntl
+    import json
+
     from pipeline.config import load_config
 
-    home = tmp_path_factory.mktemp("lensflow_home")
-    return run_pipeline(load_config(None, {"home": str(home), **E2E_OVERRIDES}))
+    if worker_id == "master":
+        home = tmp_path_factory.mktemp("lensflow_home")
+        return run_pipeline(load_config(None, {"home": str(home), **E2E_OVERRIDES}))
+    shared = tmp_path_factory.getbasetemp().parent
+    cfg = load_config(None, {"home": str(shared / "lensflow_home"), **E2E_OVERRIDES})
+    done = shared / "lensflow_home.summary.json"
+    with open(shared / "lensflow_home.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists():
+            return PipelineRun(cfg, json.loads(done.read_text()))
+        summary = json.dumps(run_pipeline(cfg).summary)
+        done.write_text(summary)
+        return PipelineRun(cfg, json.loads(summary))
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ setup(
         "tensorflow-io==0.37.1",
         "boto3",
     ],
-    extras_require={"test": ["pytest", "pytest-timeout", "scikit-image==0.24.0", "nbclient",
+    extras_require={"test": ["pytest", "pytest-timeout", "pytest-xdist", "scikit-image==0.24.0", "nbclient",
                              "nbformat", "ipykernel", "kubernetes-validate",
                               "moto[server]"]},
     entry_points={"console_scripts": ["lensflow=pipeline.cli:main"]},
