@@ -35,7 +35,7 @@ def main():
 @click.option("--image-size", type=int)
 @click.option("--color-mode", type=click.Choice(choices("image.color_mode")))
 @click.option("--model", "family", type=click.Choice(choices("model.family")))
-@click.option("--backbone")
+@click.option("--backbone", type=click.Choice(choices("model.backbone")))
 @click.option("--weights", help="'imagenet', 'none' or a path.")
 @click.option("--fine-tune-epochs", type=int)
 @click.option("--fine-tune-layers", type=int)

@@ -25,7 +25,7 @@ import yaml
 from pydantic import ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
 
-from pipeline.registry import AUGMENT_OPS, AUGMENT_PRESETS, FAMILIES
+from pipeline.registry import AUGMENT_OPS, AUGMENT_PRESETS, BACKBONES, FAMILIES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = REPO_ROOT / "data" / "sample" / "fashion_mnist"
@@ -376,6 +376,7 @@ _CHOICES = {
     ("image", "resize_policy"): ("stretch", "pad", "crop"),
     ("augment", "preset"): AUGMENT_PRESETS,
     ("model", "family"): FAMILIES,
+    ("model", "backbone"): BACKBONES,
     ("model", "filter_mode"): ("fixed", "init"),
     ("train", "optimizer"): ("adam", "adamw", "sgd"),
     ("train", "lr_schedule"): ("constant", "cosine"),

