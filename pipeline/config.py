@@ -32,6 +32,7 @@ SAMPLE_DATA = REPO_ROOT / "data" / "sample" / "fashion_mnist"
 CURATED_SCHEMA = REPO_ROOT / "schemas" / "schema.pbtxt"
 
 CUSTOM_CONFIG_KEY = "lensflow_config"
+_URI = re.compile(r"^[a-z][a-z0-9+.-]*://.")  # s3://bucket/..., gs://bucket/...
 
 
 Positive = Annotated[int, Field(ge=1)]
@@ -275,6 +276,10 @@ class LensflowConfig:
 
     @property
     def serving_dir(self) -> str:
+        """``push.serving_dir`` (a folder, or a URI such as ``s3://bucket/models`` kept as it
+        is), else ``<home>/serving``."""
+        if self.push.serving_dir and _URI.match(self.push.serving_dir):
+            return self.push.serving_dir.rstrip("/")
         return str(Path(self.push.serving_dir).expanduser().resolve()
                    if self.push.serving_dir else self.home_dir / "serving")
 
@@ -441,7 +446,7 @@ def _validate_train(train: TrainConfig) -> None:
     if train.shuffle_buffer_mb < 1:
         raise ConfigError(f"train.shuffle_buffer_mb={train.shuffle_buffer_mb}; must be at least 1")
     if train.resume_dir is not None and not (
-            os.path.isabs(train.resume_dir) or re.match(r"^[a-z][a-z0-9+.-]*://.", train.resume_dir)):
+            os.path.isabs(train.resume_dir) or _URI.match(train.resume_dir)):
         raise ConfigError(f"train.resume_dir={train.resume_dir!r}; expected an absolute path or a "
                           "URI (s3://bucket/path, gs://bucket/path): the Trainer runs elsewhere "
                           "than the command line")

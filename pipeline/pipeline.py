@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 from pathlib import Path
 from typing import List, Optional
 
@@ -24,6 +25,7 @@ from components.image_example_gen.component import ImageExampleGen
 from components.pusher.component import LensflowPusher
 from components.report.component import RunReport
 from components.serving_check.component import ServingCheck
+from pipeline.object_store import ensure_filesystem, is_uri
 from pipeline.config import CURATED_SCHEMA, CUSTOM_CONFIG_KEY, LensflowConfig
 
 PREPROCESSING_FN = "components.transform.preprocessing.preprocessing_fn"
@@ -57,10 +59,12 @@ def beam_pipeline_args(cfg: LensflowConfig) -> List[str]:
 
 
 def dataset_fingerprint(cfg: LensflowConfig) -> str:
-    """Names, sizes and modification times of every file under the data (local data only), so
-    a changed dataset invalidates the cached ingestion. A cache key only: what a model was
-    trained from is fingerprinted at run time (``components.pusher.fingerprint``)."""
+    """Names, sizes and modification times of every file under the data, so a changed dataset
+    invalidates the cached ingestion. A cache key only: what a model was trained from is
+    fingerprinted at run time (``components.pusher.fingerprint``)."""
     root = cfg.data.manifest or cfg.data.path
+    if is_uri(root):
+        return object_fingerprint(root)
     if not root or not os.path.exists(root):
         return ""
     digest = hashlib.sha256()
@@ -71,6 +75,27 @@ def dataset_fingerprint(cfg: LensflowConfig) -> str:
         except OSError:
             continue
         digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode("utf-8", "replace"))
+    return digest.hexdigest()
+
+
+def object_fingerprint(root: str) -> str:
+    """The same for a URI, from one listing through ``tf.io.gfile``: every object's key, size
+    and modification time (an object store rewrites an object whole, so a change shows in
+    one of them; sub-second same-size rewrites aside, which the content-hash fingerprint
+    ingestion records still tells apart). Raises when the location cannot be listed."""
+    import tensorflow as tf
+
+    ensure_filesystem(root)
+    root = root.rstrip("/")
+    if not tf.io.gfile.isdir(root):
+        paths = [root]
+    else:
+        paths = sorted(posixpath.join(folder, name) for folder, _, files in tf.io.gfile.walk(root)
+                       for name in files)
+    digest = hashlib.sha256()
+    for path in paths:
+        stat = tf.io.gfile.stat(path)
+        digest.update(f"{path}\0{stat.length}\0{stat.mtime_nsec}\n".encode("utf-8", "replace"))
     return digest.hexdigest()
 
 
@@ -90,7 +115,15 @@ def settings_fingerprint(cfg: LensflowConfig) -> str:
 def evaluation_split(cfg: LensflowConfig) -> str:
     """The split TFMA evaluates: ``test`` when the data has one, else ``eval``."""
     root = cfg.data.path
-    if not cfg.data.manifest and root and os.path.isdir(root):
+    if not cfg.data.manifest and root and is_uri(root):
+        import tensorflow as tf
+
+        ensure_filesystem(root)
+        top = {name.rstrip("/").lower() for name in tf.io.gfile.listdir(root)
+               if tf.io.gfile.isdir(posixpath.join(root, name))}
+        if top and top <= PRESPLIT_NAMES:
+            return "test" if "test" in top else "eval"
+    elif not cfg.data.manifest and root and os.path.isdir(root):
         top = {name.lower() for name in os.listdir(root)
                if os.path.isdir(os.path.join(root, name))}
         if top and top <= PRESPLIT_NAMES:
@@ -101,10 +134,12 @@ def evaluation_split(cfg: LensflowConfig) -> str:
 def input_base(cfg: LensflowConfig) -> str:
     """The folder ExampleGen reads (the manifest's folder for a manifest)."""
     if cfg.data.manifest:
+        if is_uri(cfg.data.manifest):
+            return posixpath.dirname(cfg.data.manifest)
         return os.path.dirname(os.path.abspath(cfg.data.manifest))
     if not cfg.data.path:
         raise ValueError("set data.path (an image folder) or data.manifest (a CSV)")
-    return cfg.data.path if "://" in cfg.data.path else os.path.abspath(cfg.data.path)
+    return cfg.data.path if is_uri(cfg.data.path) else os.path.abspath(cfg.data.path)
 
 
 def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,

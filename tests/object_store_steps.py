@@ -1,0 +1,132 @@
+"""Steps that touch an object store, each run as its own process by the tests
+(``python -m tests.object_store_steps STEP ...``, the store's settings in the environment).
+
+A process that used tensorflow-io's S3 filesystem aborts at exit (tensorflow/io#2039), so the
+tests' own process never does: every step prints one JSON line and ends with ``exit_now``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import traceback
+
+from pipeline.object_store import exit_now
+
+
+def ingest(data: str, out: str, manifest: str = "") -> dict:
+    """ImageExampleGen's executor as TFX runs it; the examples it wrote and what it recorded."""
+    import tensorflow as tf
+    from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
+    from tfx.utils import proto_utils
+
+    from components.image_example_gen.component import ImageExampleGen
+    from components.image_example_gen.executor import Executor
+    from components.transform import features
+    from pipeline.config import CUSTOM_CONFIG_KEY, LensflowConfig
+
+    cfg = LensflowConfig().replace(**{"data.manifest": manifest or None, "data.path": data})
+    component = ImageExampleGen(input_base=data, custom_config={CUSTOM_CONFIG_KEY: cfg.to_json()})
+    props = {key: proto_utils.proto_to_json(value) if hasattr(value, "DESCRIPTOR") else value
+             for key, value in component.exec_properties.items()}
+    examples = standard_artifacts.Examples()
+    examples.uri = out
+    Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, props)
+    rows = []
+    for split in json.loads(examples.split_names):
+        pattern = f"{artifact_utils.get_split_uri([examples], split)}/*.gz"
+        for record in tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), compression_type="GZIP"):
+            feature = tf.train.Example.FromString(record.numpy()).features.feature
+            rows.append([split] + [feature[key].bytes_list.value[0].decode() for key in
+                                   (features.LABEL_KEY, features.PATH_KEY, features.HASH_KEY)])
+    with tf.io.gfile.GFile(f"{out}/ingestion_report.json") as fh:
+        report = json.loads(fh.read())
+    return {"examples": sorted(rows),
+            "counts": {key: examples.get_int_custom_property(key)
+                       for key in ("found", "ingested", "rejected", "ignored")},
+            "rejected": sorted((r["path"], r["reason"]) for r in report["rejected"]),
+            "fingerprint": examples.get_string_custom_property("data_fingerprint")}
+
+
+def ingest_all(jobs: str) -> list:
+    """``ingest`` for each ``[data, out, manifest]`` of the JSON list ``jobs``, in one process
+    (TensorFlow, TFX and Beam are imported once)."""
+    return [ingest(*job) for job in json.loads(jobs)]
+
+
+def fingerprint(data: str) -> dict:
+    """The compile-time cache key of the data (``pipeline.pipeline.dataset_fingerprint``)."""
+    from pipeline.config import LensflowConfig
+    from pipeline.pipeline import dataset_fingerprint
+
+    return {"fingerprint": dataset_fingerprint(LensflowConfig().replace(**{"data.path": data}))}
+
+
+def push(model_dir: str, base: str, serving_dir: str, name: str) -> dict:
+    """One push as the Pusher's executor makes it (``component.push_version``)."""
+    from components.pusher.component import push_version
+
+    version, final = push_version(model_dir, base, serving_dir, name, 3, {"source": model_dir})
+    return {"version": version, "final": final}
+
+
+def state(base: str, serving_dir: str, name: str) -> dict:
+    """What a reader of the serving location sees: complete versions, models.config's entry,
+    every numeric prefix, and the incumbent for an unknown fingerprint."""
+    from components.evaluator.baseline import baseline_version
+    from components.pusher import models_config, versions
+
+    entry = models_config.entry(models_config.read(f"{serving_dir}/{models_config.CONFIG_FILE}"),
+                                name)
+    return {"complete": versions.versions(base), "taken": versions.numeric_names(base),
+            "named": list(entry.model_version_policy.specific.versions) if entry else None,
+            "base_path": entry.base_path if entry else None,
+            "baseline": baseline_version(base, "no-such-fingerprint")}
+
+
+def predict(version_uri: str, value: float) -> dict:
+    """Load a pushed SavedModel straight from the store and call it."""
+    import tensorflow as tf
+
+    model = tf.saved_model.load(version_uri)
+    return {"output": float(model.scale(tf.constant(value)).numpy())}
+
+
+def run(server, step: str, *args, check: bool = True):
+    """Run ``step`` in a child process against ``server`` (``tests.s3_server.S3Server``) and
+    return its JSON answer; ``check`` fails the test on an error answer."""
+    env = {**os.environ, **server.env}
+    proc = subprocess.run([sys.executable, "-m", "tests.object_store_steps", step, *map(str, args)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    lines = [line for line in proc.stdout.splitlines() if line[:1] in "{["]
+    assert lines, f"{step} printed no answer (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+    answer = json.loads(lines[-1])
+    if check:
+        assert proc.returncode == 0 and not (isinstance(answer, dict) and "error" in answer), \
+            f"{step} failed: {answer}\n{proc.stderr[-3000:]}"
+    return answer
+
+
+STEPS = {"ingest": ingest, "ingest_all": ingest_all, "fingerprint": fingerprint, "push": push, "state": state,
+         "predict": predict}
+
+
+def main(argv) -> int:
+    from pipeline.object_store import ensure_filesystem
+
+    step, *args = argv
+    ensure_filesystem("s3://")
+    try:
+        result = STEPS[step](*(float(a) if step == "predict" and i else a
+                               for i, a in enumerate(args)))
+    except Exception as err:  # noqa: BLE001 - reported to the test, which asserts on it
+        traceback.print_exc()
+        print(json.dumps({"error": type(err).__name__, "message": str(err)}))
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    exit_now(main(sys.argv[1:]))
