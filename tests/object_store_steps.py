@@ -85,6 +85,22 @@ def state(base: str, serving_dir: str, name: str) -> dict:
             "baseline": baseline_version(base, "no-such-fingerprint")}
 
 
+def make_model(folder: str, factor: str, extra_files: str = "0") -> dict:
+    """A real SavedModel whose ``scale(x)`` returns ``factor * x`` (a variable), with
+    ``extra_files`` small asset files so that uploading it takes many requests."""
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.factor = tf.Variable(float(factor))
+    module.scale = tf.function(lambda x: module.factor * x,
+                               input_signature=[tf.TensorSpec([], tf.float32)])
+    tf.saved_model.save(module, folder)
+    for i in range(int(extra_files)):
+        with open(os.path.join(folder, "assets", f"extra-{i:04d}.txt"), "w") as fh:
+            fh.write(str(i) * 64)
+    return {"folder": folder}
+
+
 def predict(version_uri: str, value: float) -> dict:
     """Load a pushed SavedModel straight from the store and call it."""
     import tensorflow as tf
@@ -109,23 +125,61 @@ def run(server, step: str, *args, check: bool = True):
 
 
 STEPS = {"ingest": ingest, "ingest_all": ingest_all, "fingerprint": fingerprint, "push": push, "state": state,
-         "predict": predict}
+         "predict": predict, "make_model": make_model}
 
 
-def main(argv) -> int:
-    from pipeline.object_store import ensure_filesystem
+class Session:
+    """One child process answering many steps (TensorFlow imported once): ``call`` sends a
+    step as a JSON line and reads its answer; the test's own process never touches S3."""
 
-    step, *args = argv
-    ensure_filesystem("s3://")
+    def __init__(self, server):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.object_store_steps", "--session"],
+            env={**os.environ, **server.env}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            text=True)
+
+    def call(self, step: str, *args, check: bool = True):
+        self.proc.stdin.write(json.dumps([step, *map(str, args)]) + "\n")
+        self.proc.stdin.flush()
+        line = " "
+        while line and line[:1] not in "{[":  # anything else a library printed is not ours
+            line = self.proc.stdout.readline()
+        assert line, f"the step process ended (exit {self.proc.wait()}) during {step}"
+        answer = json.loads(line)
+        if check:
+            assert not (isinstance(answer, dict) and "error" in answer), f"{step}: {answer}"
+        return answer
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=120)
+
+
+def _answer(step: str, args) -> tuple:
+    """(exit status, JSON answer) of one step."""
     try:
         result = STEPS[step](*(float(a) if step == "predict" and i else a
                                for i, a in enumerate(args)))
     except Exception as err:  # noqa: BLE001 - reported to the test, which asserts on it
         traceback.print_exc()
-        print(json.dumps({"error": type(err).__name__, "message": str(err)}))
-        return 1
-    print(json.dumps(result))
-    return 0
+        return 1, json.dumps({"error": type(err).__name__, "message": str(err)})
+    return 0, json.dumps(result)
+
+
+def main(argv) -> int:
+    from pipeline.object_store import ensure_filesystem
+
+    ensure_filesystem("s3://")
+    if argv == ["--session"]:
+        real_stdout, sys.stdout = sys.stdout, sys.stderr  # answers only on the real stdout
+        for line in sys.stdin:
+            step, *args = json.loads(line)
+            real_stdout.write(_answer(step, args)[1] + "\n")
+            real_stdout.flush()
+        return 0
+    status, answer = _answer(argv[0], argv[1:])
+    print(answer)
+    return status
 
 
 if __name__ == "__main__":
