@@ -497,9 +497,11 @@ def _validate_kubeflow(kf: KubeflowConfig) -> None:
         raise ConfigError(f"kubeflow.s3_secret={kf.s3_secret!r}; expected a Kubernetes "
                           "secret name")
     for name in ("serving_dir", "data_path", "workdir"):
-        if not _is_abs_posix(getattr(kf, name)):
-            raise ConfigError(f"kubeflow.{name}={getattr(kf, name)!r}; expected an absolute path "
-                              "inside the pipeline's pods (mount a volume there)")
+        value = getattr(kf, name)
+        if not (_is_abs_posix(value) or (name != "workdir" and _URI.match(str(value)))):
+            raise ConfigError(f"kubeflow.{name}={value!r}; expected an absolute path inside the "
+                              "pipeline's pods (mount a volume there)"
+                              + ("" if name == "workdir" else " or a URI (s3://, gs://)"))
     if not isinstance(kf.volumes, list):
         raise ConfigError(f"kubeflow.volumes={kf.volumes!r}; expected a list of 'claim:/path'")
     mounts = [parse_volume(spec)[1] for spec in kf.volumes]

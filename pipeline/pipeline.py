@@ -112,9 +112,10 @@ def settings_fingerprint(cfg: LensflowConfig) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-def evaluation_split(cfg: LensflowConfig) -> str:
-    """The split TFMA evaluates: ``test`` when the data has one, else ``eval``."""
-    root = cfg.data.path
+def evaluation_split(cfg: LensflowConfig, offline: bool = False) -> str:
+    """The split TFMA evaluates: ``test`` when the data has one, else ``eval`` (``offline``:
+    from ``data.split_buckets`` alone, the data is not looked at)."""
+    root = None if offline else cfg.data.path
     if not cfg.data.manifest and root and is_uri(root):
         import tensorflow as tf
 
@@ -145,11 +146,14 @@ def input_base(cfg: LensflowConfig) -> str:
 def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
                     pipeline_root: Optional[str] = None, serving_dir: Optional[str] = None,
                     data_root: Optional[str] = None,
-                    schema_file: Optional[str] = None) -> tfx.dsl.Pipeline:
+                    schema_file: Optional[str] = None, offline: bool = False) -> tfx.dsl.Pipeline:
     """Build the TFX pipeline for ``cfg``; runners supply metadata, roots and, for a container
-    image, where the curated schema lives in it."""
+    image, where the curated schema lives in it. ``offline``: the data and the serving
+    directory are not read while building (Kubeflow compiles where its pods' paths and buckets
+    are not reachable; its ingestion and baseline are never cached anyway)."""
     custom = {CUSTOM_CONFIG_KEY: cfg.to_json(TRAINER_KEYS)}
-    data_fingerprint = dataset_fingerprint(cfg)
+    data_fingerprint = "" if offline else dataset_fingerprint(cfg)
+    eval_split = evaluation_split(cfg, offline)
     settings = settings_fingerprint(cfg)
     cache_key = hashlib.sha256(f"{data_fingerprint}\0{settings}".encode()).hexdigest()
     example_gen = ImageExampleGen(
@@ -169,7 +173,7 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
         schema=gate.outputs["validated_schema"],
         preprocessing_fn=PREPROCESSING_FN,
         splits_config=tfx.proto.SplitsConfig(
-            analyze=["train"], transform=sorted({"train", "eval", evaluation_split(cfg)})),
+            analyze=["train"], transform=sorted({"train", "eval", eval_split})),
         custom_config={CUSTOM_CONFIG_KEY: transform_config(cfg)})
     components = [example_gen, schema_gen, statistics_gen, example_validator, gate, transform]
 
@@ -198,13 +202,13 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
     baseline = ServingBaseline(
         examples=example_gen.outputs["examples"], serving_dir=serving,
         model_name=cfg.push.model_name, settings_fingerprint=settings,
-        serving_state=baseline_version(os.path.join(serving, cfg.push.model_name), cache_key,
-                                       field="cache_key") or "none")
+        serving_state="none" if offline else (baseline_version(
+            os.path.join(serving, cfg.push.model_name), cache_key, field="cache_key") or "none"))
     evaluator = LensflowEvaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["baseline_model"],
-        example_splits=[evaluation_split(cfg)],
+        example_splits=[eval_split],
         eval_config=build_eval_config(cfg))
     serving_check = ServingCheck(
         examples=example_gen.outputs["examples"],
@@ -229,7 +233,7 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
         model_run=trainer.outputs["model_run"], evaluation=evaluator.outputs["evaluation"],
         blessing=evaluator.outputs["blessing"], pushed_model=pusher.outputs["pushed_model"],
-        evaluation_split=evaluation_split(cfg))
+        evaluation_split=eval_split)
     components += [trainer, baseline, evaluator, serving_check, pusher, report]
 
     return tfx.dsl.Pipeline(

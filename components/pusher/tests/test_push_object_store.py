@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -53,6 +54,7 @@ def test_pushes_to_a_bucket_are_named_in_models_config_only_when_complete(
         if others and not any(key.endswith(f"{next(iter(others))}/saved_model.pb") for key in keys):
             partial = int(next(iter(others)))
             os.kill(proc.pid, signal.SIGKILL)
+        time.sleep(0.02)  # a pause between listings, for the moto server in this process
     proc.wait()
     assert partial is not None, "the push finished before it could be interrupted"
     state = store.call("state", base, serving, NAME)
