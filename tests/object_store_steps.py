@@ -82,6 +82,7 @@ def state(base: str, serving_dir: str, name: str) -> dict:
     return {"complete": versions.versions(base), "taken": versions.numeric_names(base),
             "named": list(entry.model_version_policy.specific.versions) if entry else None,
             "base_path": entry.base_path if entry else None,
+            "labels": dict(entry.version_labels) if entry else None,
             "baseline": baseline_version(base, "no-such-fingerprint")}
 
 
@@ -99,6 +100,26 @@ def make_model(folder: str, factor: str, extra_files: str = "0") -> dict:
         with open(os.path.join(folder, "assets", f"extra-{i:04d}.txt"), "w") as fh:
             fh.write(str(i) * 64)
     return {"folder": folder}
+
+
+def baseline(serving_dir: str, name: str, out: str) -> dict:
+    """``ServingBaseline``'s executor as TFX runs it, for a run whose data nobody pushed from."""
+    from tfx.types import standard_artifacts
+    from tfx.utils import path_utils
+
+    from components.evaluator.baseline import ServingBaseline
+
+    examples = standard_artifacts.Examples()
+    examples.set_string_custom_property("data_fingerprint", "data nobody pushed from")
+    model = standard_artifacts.Model()
+    model.uri = out
+    ServingBaseline.EXECUTOR_SPEC.executor_class().Do(
+        {"examples": [examples]}, {"baseline_model": [model]},
+        {"serving_dir": serving_dir, "model_name": name, "settings_fingerprint": "s",
+         "serving_state": "none"})
+    return {"found": model.get_int_custom_property("found"),
+            "version": model.get_string_custom_property("serving_version"),
+            "copy": path_utils.serving_model_dir(out)}
 
 
 def predict(version_uri: str, value: float) -> dict:
@@ -125,7 +146,8 @@ def run(server, step: str, *args, check: bool = True):
 
 
 STEPS = {"ingest": ingest, "ingest_all": ingest_all, "fingerprint": fingerprint, "push": push, "state": state,
-         "predict": predict, "make_model": make_model}
+         "predict": predict, "make_model": make_model,
+         "baseline": baseline}
 
 
 class Session:

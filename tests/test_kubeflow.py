@@ -193,8 +193,8 @@ def test_data_and_serving_dir_in_a_bucket_compile_without_volumes_or_reading_the
     pipeline = build_pipeline(cfg)
     by_id = {component.id: component for component in pipeline.components}
     assert by_id["ImageExampleGen"].exec_properties["input_base"] == "s3://photos/shoes"
-    assert by_id["LensflowPusher"].exec_properties["push_destination"].filesystem \
-        .base_directory == "s3://models/serving/lensflow"
+    destination = json.loads(by_id["LensflowPusher"].exec_properties["push_destination"])
+    assert destination["filesystem"]["base_directory"] == "s3://models/serving/lensflow"
     assert by_id["ServingBaseline"].exec_properties["serving_dir"] == "s3://models/serving"
     spec = {"components": {task: {"executorLabel": f"{task}_executor"} for task in by_id}}
     executors = platform_spec(cfg, spec)["platforms"]["kubernetes"]["deploymentSpec"]["executors"]

@@ -34,6 +34,11 @@ def read(path: str) -> model_server_config_pb2.ModelServerConfig:
     return config
 
 
+def exists(path: str) -> bool:
+    """True when ``path`` (a file or a URI) exists."""
+    return _read_text(path) is not None
+
+
 def _read_text(path: str) -> Optional[str]:
     """The file's text, None when absent (a URI through ``tf.io.gfile``)."""
     if not is_uri(path):

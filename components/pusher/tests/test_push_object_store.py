@@ -25,6 +25,12 @@ def store(s3_server):
     session.close()
 
 
+def _lensflow(server, *args):
+    """The ``lensflow`` command in its own process, reaching ``server``."""
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True,
+                          text=True, env={**os.environ, **server.env}, timeout=300)
+
+
 def _models(tmp_path, store):
     """Three real SavedModels: x2, x5 with 300 extra files (a long upload), x7."""
     return [store.call("make_model", tmp_path / f"m{factor}", factor, extra)["folder"]
@@ -68,6 +74,22 @@ def test_pushes_to_a_bucket_are_named_in_models_config_only_when_complete(
     state = store.call("state", base, serving, NAME)
     assert state["named"] == state["complete"] == [pushed["version"], after["version"]]
     assert store.call("predict", after["final"], 3.0) == {"output": 21.0}
+
+    # a label may name a complete version only (the CLI reads the bucket's versions)
+    config = f"{serving}/{models_config.CONFIG_FILE}"
+    refused = _lensflow(s3_server, "serve", "labels", "--file", config, "--set", f"stable={partial}")
+    assert refused.returncode != 0 and f"no complete version {partial}" in refused.stderr
+    labelled = _lensflow(s3_server, "serve", "labels", "--file", config,
+                         "--set", f"stable={pushed['version']}")
+    assert labelled.returncode == 0, labelled.stderr
+    state = store.call("state", base, serving, NAME)
+    assert state["labels"] == {"stable": pushed["version"]}
+    assert state["named"] == [pushed["version"], after["version"]]
+
+    # the Evaluator's baseline is the newest complete version, copied out of the bucket
+    incumbent = store.call("baseline", serving, NAME, tmp_path / "baseline")
+    assert (incumbent["found"], incumbent["version"]) == (1, str(after["version"]))
+    assert store.call("predict", incumbent["copy"], 3.0) == {"output": 21.0}
 
 
 def test_a_push_that_fails_part_way_removes_its_upload_and_leaves_models_config(
