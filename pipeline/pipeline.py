@@ -82,7 +82,8 @@ def object_fingerprint(root: str) -> str:
     """The same for a URI, from one listing through ``tf.io.gfile``: every object's key, size
     and modification time (an object store rewrites an object whole, so a change shows in
     one of them; sub-second same-size rewrites aside, which the content-hash fingerprint
-    ingestion records still tells apart). Raises when the location cannot be listed."""
+    ingestion records still tells apart). FileNotFoundError names a location that holds
+    nothing."""
     import tensorflow as tf
 
     ensure_filesystem(root)
@@ -94,7 +95,10 @@ def object_fingerprint(root: str) -> str:
                        for name in files)
     digest = hashlib.sha256()
     for path in paths:
-        stat = tf.io.gfile.stat(path)
+        try:
+            stat = tf.io.gfile.stat(path)
+        except tf.errors.NotFoundError:
+            raise FileNotFoundError(f"data {root!r}: no such object or prefix") from None
         digest.update(f"{path}\0{stat.length}\0{stat.mtime_nsec}\n".encode("utf-8", "replace"))
     return digest.hexdigest()
 

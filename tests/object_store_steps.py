@@ -122,6 +122,16 @@ def baseline(serving_dir: str, name: str, out: str) -> dict:
             "copy": path_utils.serving_model_dir(out)}
 
 
+def label(serving_dir: str, name: str, label_name: str, version: str) -> dict:
+    """Point a version label at ``version`` as ``lensflow serve labels`` does."""
+    from components.pusher import models_config, versions
+
+    path = f"{serving_dir}/{models_config.CONFIG_FILE}"
+    base = models_config.entry(models_config.read(path), name).base_path
+    return models_config.set_labels(path, name, {label_name: int(version)},
+                                    on_disk=versions.versions(base))
+
+
 def predict(version_uri: str, value: float) -> dict:
     """Load a pushed SavedModel straight from the store and call it."""
     import tensorflow as tf
@@ -147,7 +157,7 @@ def run(server, step: str, *args, check: bool = True):
 
 STEPS = {"ingest": ingest, "ingest_all": ingest_all, "fingerprint": fingerprint, "push": push, "state": state,
          "predict": predict, "make_model": make_model,
-         "baseline": baseline}
+         "baseline": baseline, "label": label}
 
 
 class Session:

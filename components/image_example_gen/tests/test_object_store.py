@@ -88,6 +88,10 @@ def test_a_presplit_tree_in_a_bucket_keeps_its_splits(s3_server, bucket, store, 
     assert sorted(path for split, _, path, _ in from_s3["examples"] if split == "test") == sorted(
         p.relative_to(local).as_posix() for p in (local / "test").rglob("train_*.png"))
 
+    missing = store.call("ingest", f"s3://{bucket}/no-such-tree", tmp_path / "out-none",
+                         check=False)
+    assert missing["error"] == "DatasetError" and "no-such-tree" in missing["message"]
+
 
 def test_the_fingerprint_of_a_bucket_follows_its_objects(s3_server, bucket, store, tmp_path):
     local = _tree(tmp_path / "tree", per_class=2)
@@ -106,3 +110,7 @@ def test_the_fingerprint_of_a_bucket_follows_its_objects(s3_server, bucket, stor
     s3_server.client().put_object(Bucket=bucket, Key=f"fingerprinted/{CLASSES[0]}/new.png",
                                   Body=replacement.read_bytes())
     assert store.call("fingerprint", uri)["fingerprint"] not in (first, changed)
+
+    missing = store.call("fingerprint", f"s3://{bucket}/nothing-here", check=False)
+    assert missing["error"] == "FileNotFoundError" and f"s3://{bucket}/nothing-here" in \
+        missing["message"]

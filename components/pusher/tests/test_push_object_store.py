@@ -75,10 +75,11 @@ def test_pushes_to_a_bucket_are_named_in_models_config_only_when_complete(
     assert state["named"] == state["complete"] == [pushed["version"], after["version"]]
     assert store.call("predict", after["final"], 3.0) == {"output": 21.0}
 
-    # a label may name a complete version only (the CLI reads the bucket's versions)
+    # a label may name a complete version only; the CLI edits the bucket's models.config
     config = f"{serving}/{models_config.CONFIG_FILE}"
-    refused = _lensflow(s3_server, "serve", "labels", "--file", config, "--set", f"stable={partial}")
-    assert refused.returncode != 0 and f"no complete version {partial}" in refused.stderr
+    refused = store.call("label", serving, NAME, "stable", partial, check=False)
+    assert refused["error"] == "ValueError"
+    assert f"no complete version {partial}" in refused["message"]
     labelled = _lensflow(s3_server, "serve", "labels", "--file", config,
                          "--set", f"stable={pushed['version']}")
     assert labelled.returncode == 0, labelled.stderr
