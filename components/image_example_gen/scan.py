@@ -239,7 +239,10 @@ class _Walker:
 
 class _StoreWalker(_Walker):
     """The same walk over an object store through ``tf.io.gfile``: a folder is a key prefix,
-    every object is a regular file, and there are no links to follow."""
+    every object is a regular file, and there are no links to follow. ``tf.io.gfile`` cannot
+    tell a prefix from an object in a listing, so each entry costs one request: fine for
+    thousands of images, slow for hundreds of thousands (a paged listing would be one request
+    per thousand keys)."""
 
     def __init__(self, root: str):
         import tensorflow as tf
