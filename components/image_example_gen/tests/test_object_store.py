@@ -10,6 +10,7 @@ from pipeline.config import SAMPLE_DATA
 from tests import object_store_steps as steps
 
 CLASSES = ("bag", "sneaker", "trouser")
+pytestmark = pytest.mark.slow  # real ingestions in a child process: tens of seconds
 
 
 def _tree(root: Path, per_class: int = 5, splits=None) -> Path:

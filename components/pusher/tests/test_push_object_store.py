@@ -37,6 +37,7 @@ def _models(tmp_path, store):
             for factor, extra in ((2, 0), (5, 300), (7, 0))]
 
 
+@pytest.mark.slow  # several TensorFlow processes: tens of seconds
 def test_pushes_to_a_bucket_are_named_in_models_config_only_when_complete(
         s3_server, store, tmp_path):
     serving = f"s3://{BUCKET}/models"
