@@ -94,6 +94,7 @@ def test_pushes_to_a_bucket_are_named_in_models_config_only_when_complete(
     assert store.call("predict", incumbent["copy"], 3.0) == {"output": 21.0}
 
 
+@pytest.mark.slow  # starts the step process: TensorFlow and tensorflow-io
 def test_a_push_that_fails_part_way_removes_its_upload_and_leaves_models_config(
         s3_server, store, tmp_path):
     serving = f"s3://{BUCKET}/failing"
