@@ -49,12 +49,6 @@ def ingest(data: str, out: str, manifest: str = "") -> dict:
             "fingerprint": examples.get_string_custom_property("data_fingerprint")}
 
 
-def ingest_all(jobs: str) -> list:
-    """``ingest`` for each ``[data, out, manifest]`` of the JSON list ``jobs``, in one process
-    (TensorFlow, TFX and Beam are imported once)."""
-    return [ingest(*job) for job in json.loads(jobs)]
-
-
 def fingerprint(data: str) -> dict:
     """The compile-time cache key of the data (``pipeline.pipeline.dataset_fingerprint``)."""
     from pipeline.config import LensflowConfig
@@ -140,22 +134,7 @@ def predict(version_uri: str, value: float) -> dict:
     return {"output": float(model.scale(tf.constant(value)).numpy())}
 
 
-def run(server, step: str, *args, check: bool = True):
-    """Run ``step`` in a child process against ``server`` (``tests.s3_server.S3Server``) and
-    return its JSON answer; ``check`` fails the test on an error answer."""
-    env = {**os.environ, **server.env}
-    proc = subprocess.run([sys.executable, "-m", "tests.object_store_steps", step, *map(str, args)],
-                          env=env, capture_output=True, text=True, timeout=600)
-    lines = [line for line in proc.stdout.splitlines() if line[:1] in "{["]
-    assert lines, f"{step} printed no answer (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
-    answer = json.loads(lines[-1])
-    if check:
-        assert proc.returncode == 0 and not (isinstance(answer, dict) and "error" in answer), \
-            f"{step} failed: {answer}\n{proc.stderr[-3000:]}"
-    return answer
-
-
-STEPS = {"ingest": ingest, "ingest_all": ingest_all, "fingerprint": fingerprint, "push": push, "state": state,
+STEPS = {"ingest": ingest, "fingerprint": fingerprint, "push": push, "state": state,
          "predict": predict, "make_model": make_model,
          "baseline": baseline, "label": label}
 
