@@ -16,8 +16,24 @@ import click  # noqa: E402
 from pipeline.cli_options import (config_option, holding_home, home_option, make_config,  # noqa: E402
                                   set_option, wait_option)
 from pipeline.config import choices  # noqa: E402
+from pipeline import object_store  # noqa: E402
 
 warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+class PathOrURI(click.ParamType):
+    """A local path that must exist (made absolute), or a URI (``s3://``, ``gs://``) passed on
+    as it is: ingestion lists and reads it through ``tf.io.gfile`` and names it if it fails."""
+
+    name = "path_or_uri"
+
+    def __init__(self, **path_options):
+        self._path = click.Path(exists=True, **path_options)
+
+    def convert(self, value, param, ctx):
+        if object_store.is_uri(value):
+            return value
+        return os.path.abspath(self._path.convert(value, param, ctx))
 
 @click.group()
 def main():
@@ -27,8 +43,9 @@ def main():
 @main.command()
 @home_option
 @config_option
-@click.option("--data", type=click.Path(exists=True, file_okay=False), help="Image folder.")
-@click.option("--manifest", type=click.Path(exists=True, dir_okay=False), help="CSV path,label[,split].")
+@click.option("--data", type=PathOrURI(file_okay=False), help="Image folder or s3:// / gs:// prefix.")
+@click.option("--manifest", type=PathOrURI(dir_okay=False),
+              help="CSV path,label[,split] (a file or a URI; its paths may be URIs).")
 @click.option("--epochs", type=int)
 @click.option("--batch-size", type=int)
 @click.option("--learning-rate", type=float)
@@ -56,8 +73,7 @@ def run(home, config_file, data, manifest, epochs, batch_size, learning_rate, im
     """Run the pipeline locally (LocalDagRunner, SQLite metadata, caching on)."""
     weights_flag = weights
     overrides = {
-        "data.path": os.path.abspath(data) if data else None,
-        "data.manifest": os.path.abspath(manifest) if manifest else None,
+        "data.path": data, "data.manifest": manifest,
         "train.epochs": epochs, "train.batch_size": batch_size,
         "train.learning_rate": learning_rate, "image.size": image_size,
         "image.color_mode": color_mode, "model.family": family, "model.backbone": backbone,
@@ -84,7 +100,11 @@ def run(home, config_file, data, manifest, epochs, batch_size, learning_rate, im
             error = err
         finally:
             result = _finish(cfg, summary_json, run_summary, before, error)
-    click.get_current_context().exit(_exit_code(result, error))
+    code = _exit_code(result, error)
+    if any(object_store.uses_s3(where) for where in
+           (cfg.data.path, cfg.data.manifest, cfg.serving_dir)):
+        object_store.exit_now(code)  # tensorflow-io's abort at exit (tensorflow/io#2039)
+    click.get_current_context().exit(code)
 
 
 def _known_runs(metadata_path, run_summary) -> list:

@@ -32,6 +32,7 @@ SAMPLE_DATA = REPO_ROOT / "data" / "sample" / "fashion_mnist"
 CURATED_SCHEMA = REPO_ROOT / "schemas" / "schema.pbtxt"
 
 CUSTOM_CONFIG_KEY = "lensflow_config"
+_URI = re.compile(r"^[a-z][a-z0-9+.-]*://.")  # s3://bucket/..., gs://bucket/...
 
 
 Positive = Annotated[int, Field(ge=1)]
@@ -275,6 +276,10 @@ class LensflowConfig:
 
     @property
     def serving_dir(self) -> str:
+        """``push.serving_dir`` (a folder, or a URI such as ``s3://bucket/models`` kept as it
+        is), else ``<home>/serving``."""
+        if self.push.serving_dir and _URI.match(self.push.serving_dir):
+            return self.push.serving_dir.rstrip("/")
         return str(Path(self.push.serving_dir).expanduser().resolve()
                    if self.push.serving_dir else self.home_dir / "serving")
 
@@ -442,7 +447,7 @@ def _validate_train(train: TrainConfig) -> None:
     if train.shuffle_buffer_mb < 1:
         raise ConfigError(f"train.shuffle_buffer_mb={train.shuffle_buffer_mb}; must be at least 1")
     if train.resume_dir is not None and not (
-            os.path.isabs(train.resume_dir) or re.match(r"^[a-z][a-z0-9+.-]*://.", train.resume_dir)):
+            os.path.isabs(train.resume_dir) or _URI.match(train.resume_dir)):
         raise ConfigError(f"train.resume_dir={train.resume_dir!r}; expected an absolute path or a "
                           "URI (s3://bucket/path, gs://bucket/path): the Trainer runs elsewhere "
                           "than the command line")
@@ -493,9 +498,11 @@ def _validate_kubeflow(kf: KubeflowConfig) -> None:
         raise ConfigError(f"kubeflow.s3_secret={kf.s3_secret!r}; expected a Kubernetes "
                           "secret name")
     for name in ("serving_dir", "data_path", "workdir"):
-        if not _is_abs_posix(getattr(kf, name)):
-            raise ConfigError(f"kubeflow.{name}={getattr(kf, name)!r}; expected an absolute path "
-                              "inside the pipeline's pods (mount a volume there)")
+        value = getattr(kf, name)
+        if not (_is_abs_posix(value) or (name != "workdir" and _URI.match(str(value)))):
+            raise ConfigError(f"kubeflow.{name}={value!r}; expected an absolute path inside the "
+                              "pipeline's pods (mount a volume there)"
+                              + ("" if name == "workdir" else " or a URI (s3://, gs://)"))
     if not isinstance(kf.volumes, list):
         raise ConfigError(f"kubeflow.volumes={kf.volumes!r}; expected a list of 'claim:/path'")
     mounts = [parse_volume(spec)[1] for spec in kf.volumes]

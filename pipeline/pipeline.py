@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 from pathlib import Path
 from typing import List, Optional
 
@@ -24,6 +25,7 @@ from components.image_example_gen.component import ImageExampleGen
 from components.pusher.component import LensflowPusher
 from components.report.component import RunReport
 from components.serving_check.component import ServingCheck
+from pipeline.object_store import ensure_filesystem, is_uri
 from pipeline.config import CURATED_SCHEMA, CUSTOM_CONFIG_KEY, LensflowConfig
 
 PREPROCESSING_FN = "components.transform.preprocessing.preprocessing_fn"
@@ -57,10 +59,12 @@ def beam_pipeline_args(cfg: LensflowConfig) -> List[str]:
 
 
 def dataset_fingerprint(cfg: LensflowConfig) -> str:
-    """Names, sizes and modification times of every file under the data (local data only), so
-    a changed dataset invalidates the cached ingestion. A cache key only: what a model was
-    trained from is fingerprinted at run time (``components.pusher.fingerprint``)."""
+    """Names, sizes and modification times of every file under the data, so a changed dataset
+    invalidates the cached ingestion. A cache key only: what a model was trained from is
+    fingerprinted at run time (``components.pusher.fingerprint``)."""
     root = cfg.data.manifest or cfg.data.path
+    if is_uri(root):
+        return object_fingerprint(root)
     if not root or not os.path.exists(root):
         return ""
     digest = hashlib.sha256()
@@ -71,6 +75,31 @@ def dataset_fingerprint(cfg: LensflowConfig) -> str:
         except OSError:
             continue
         digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode("utf-8", "replace"))
+    return digest.hexdigest()
+
+
+def object_fingerprint(root: str) -> str:
+    """The same for a URI, from one listing through ``tf.io.gfile``: every object's key, size
+    and modification time (an object store rewrites an object whole, so a change shows in
+    one of them; sub-second same-size rewrites aside, which the content-hash fingerprint
+    ingestion records still tells apart). FileNotFoundError names a location that holds
+    nothing."""
+    import tensorflow as tf
+
+    ensure_filesystem(root)
+    root = root.rstrip("/")
+    if not tf.io.gfile.isdir(root):
+        paths = [root]
+    else:
+        paths = sorted(posixpath.join(folder, name) for folder, _, files in tf.io.gfile.walk(root)
+                       for name in files)
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            stat = tf.io.gfile.stat(path)
+        except tf.errors.NotFoundError:
+            raise FileNotFoundError(f"data {root!r}: no such object or prefix") from None
+        digest.update(f"{path}\0{stat.length}\0{stat.mtime_nsec}\n".encode("utf-8", "replace"))
     return digest.hexdigest()
 
 
@@ -87,10 +116,19 @@ def settings_fingerprint(cfg: LensflowConfig) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-def evaluation_split(cfg: LensflowConfig) -> str:
-    """The split TFMA evaluates: ``test`` when the data has one, else ``eval``."""
-    root = cfg.data.path
-    if not cfg.data.manifest and root and os.path.isdir(root):
+def evaluation_split(cfg: LensflowConfig, offline: bool = False) -> str:
+    """The split TFMA evaluates: ``test`` when the data has one, else ``eval`` (``offline``:
+    from ``data.split_buckets`` alone, the data is not looked at)."""
+    root = None if offline else cfg.data.path
+    if not cfg.data.manifest and root and is_uri(root):
+        import tensorflow as tf
+
+        ensure_filesystem(root)
+        top = {name.rstrip("/").lower() for name in tf.io.gfile.listdir(root)
+               if tf.io.gfile.isdir(posixpath.join(root, name))}
+        if top and top <= PRESPLIT_NAMES:
+            return "test" if "test" in top else "eval"
+    elif not cfg.data.manifest and root and os.path.isdir(root):
         top = {name.lower() for name in os.listdir(root)
                if os.path.isdir(os.path.join(root, name))}
         if top and top <= PRESPLIT_NAMES:
@@ -101,20 +139,25 @@ def evaluation_split(cfg: LensflowConfig) -> str:
 def input_base(cfg: LensflowConfig) -> str:
     """The folder ExampleGen reads (the manifest's folder for a manifest)."""
     if cfg.data.manifest:
+        if is_uri(cfg.data.manifest):
+            return posixpath.dirname(cfg.data.manifest)
         return os.path.dirname(os.path.abspath(cfg.data.manifest))
     if not cfg.data.path:
         raise ValueError("set data.path (an image folder) or data.manifest (a CSV)")
-    return cfg.data.path if "://" in cfg.data.path else os.path.abspath(cfg.data.path)
+    return cfg.data.path if is_uri(cfg.data.path) else os.path.abspath(cfg.data.path)
 
 
 def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
                     pipeline_root: Optional[str] = None, serving_dir: Optional[str] = None,
                     data_root: Optional[str] = None,
-                    schema_file: Optional[str] = None) -> tfx.dsl.Pipeline:
+                    schema_file: Optional[str] = None, offline: bool = False) -> tfx.dsl.Pipeline:
     """Build the TFX pipeline for ``cfg``; runners supply metadata, roots and, for a container
-    image, where the curated schema lives in it."""
+    image, where the curated schema lives in it. ``offline``: the data and the serving
+    directory are not read while building (Kubeflow compiles where its pods' paths and buckets
+    are not reachable; its ingestion and baseline are never cached anyway)."""
     custom = {CUSTOM_CONFIG_KEY: cfg.to_json(TRAINER_KEYS)}
-    data_fingerprint = dataset_fingerprint(cfg)
+    data_fingerprint = "" if offline else dataset_fingerprint(cfg)
+    eval_split = evaluation_split(cfg, offline)
     settings = settings_fingerprint(cfg)
     cache_key = hashlib.sha256(f"{data_fingerprint}\0{settings}".encode()).hexdigest()
     example_gen = ImageExampleGen(
@@ -134,7 +177,7 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
         schema=gate.outputs["validated_schema"],
         preprocessing_fn=PREPROCESSING_FN,
         splits_config=tfx.proto.SplitsConfig(
-            analyze=["train"], transform=sorted({"train", "eval", evaluation_split(cfg)})),
+            analyze=["train"], transform=sorted({"train", "eval", eval_split})),
         custom_config={CUSTOM_CONFIG_KEY: transform_config(cfg)})
     components = [example_gen, schema_gen, statistics_gen, example_validator, gate, transform]
 
@@ -163,13 +206,13 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
     baseline = ServingBaseline(
         examples=example_gen.outputs["examples"], serving_dir=serving,
         model_name=cfg.push.model_name, settings_fingerprint=settings,
-        serving_state=baseline_version(os.path.join(serving, cfg.push.model_name), cache_key,
-                                       field="cache_key") or "none")
+        serving_state="none" if offline else (baseline_version(
+            os.path.join(serving, cfg.push.model_name), cache_key, field="cache_key") or "none"))
     evaluator = LensflowEvaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["baseline_model"],
-        example_splits=[evaluation_split(cfg)],
+        example_splits=[eval_split],
         eval_config=build_eval_config(cfg))
     serving_check = ServingCheck(
         examples=example_gen.outputs["examples"],
@@ -194,7 +237,7 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
         model_run=trainer.outputs["model_run"], evaluation=evaluator.outputs["evaluation"],
         blessing=evaluator.outputs["blessing"], pushed_model=pusher.outputs["pushed_model"],
-        evaluation_split=evaluation_split(cfg))
+        evaluation_split=eval_split)
     components += [trainer, baseline, evaluator, serving_check, pusher, report]
 
     return tfx.dsl.Pipeline(

@@ -10,6 +10,7 @@ from typing import List, Optional
 
 import click
 
+from pipeline import object_store
 from pipeline.cli_options import config_option, home_option, make_config
 
 
@@ -123,7 +124,8 @@ def labels(ctx, path, assign, remove):
     """Show or move version labels in a models.config (TF Serving's ModelServerConfig).
 
     With labels the entry loads exactly the labelled versions plus the newest push; a label may
-    name only a complete version on disk when the base path is on this machine. TF Serving and
+    name only a complete version on disk when the base path is on this machine or in a bucket
+    (``--file s3://…/models.config``). TF Serving and
     `lensflow serve --model-config-file` re-read the file while running."""
     from components.pusher import models_config
     from components.pusher.versions import versions
@@ -131,13 +133,14 @@ def labels(ctx, path, assign, remove):
     parent = ctx.parent.params
     cfg, name = _config_and_name(parent["config_file"], parent["home"], parent["model_name"])
     path = path or os.path.join(cfg.serving_dir, models_config.CONFIG_FILE)
-    if not os.path.isfile(path):
+    config = models_config.read(path)
+    if not models_config.exists(path):
         raise click.UsageError(f"{path} does not exist: push a model first or pass --file")
-    entry = models_config.entry(models_config.read(path), name)
+    entry = models_config.entry(config, name)
     if entry is None:
         raise click.UsageError(f"{path} has no model named {name!r}")
     if assign or remove:
-        local = os.path.isdir(entry.base_path)
+        local = object_store.is_uri(entry.base_path) or os.path.isdir(entry.base_path)
         on_disk = versions(entry.base_path) if local else None
         try:
             current = models_config.set_labels(path, name, assign, remove, on_disk,
@@ -153,6 +156,8 @@ def labels(ctx, path, assign, remove):
         click.echo(f"  {label:<10} {version}")
     if not current:
         click.echo("  (no version labels)")
+    if object_store.uses_s3(path):
+        object_store.exit_now(0)  # tensorflow-io's abort at exit (tensorflow/io#2039)
 
 
 def _wait_for_stop() -> None:

@@ -180,6 +180,29 @@ def test_claims_are_mounted_only_on_the_tasks_that_use_their_paths(compiled):
     assert "no Kubernetes volume mounts" in compiled.outputs["pipeline.json"]
 
 
+def test_data_and_serving_dir_in_a_bucket_compile_without_volumes_or_reading_them(tmp_path):
+    """URIs are the pods' paths as they are: no claim is mounted for them, and compiling
+    never reads the bucket (no S3 endpoint is reachable here)."""
+    from pipeline.runners.kubeflow import build_pipeline, platform_spec
+
+    cfg = load_config(None, {"kubeflow.image": IMAGE, "kubeflow.pipeline_root": ROOT,
+                             "kubeflow.data_path": "s3://photos/shoes",
+                             "kubeflow.serving_dir": "s3://models/serving",
+                             "kubeflow.volumes": ["lensflow-models:/mnt/models"],
+                             "train.resume_dir": "/mnt/models/resume"})
+    pipeline = build_pipeline(cfg)
+    by_id = {component.id: component for component in pipeline.components}
+    assert by_id["ImageExampleGen"].exec_properties["input_base"] == "s3://photos/shoes"
+    destination = json.loads(by_id["LensflowPusher"].exec_properties["push_destination"])
+    assert destination["filesystem"]["base_directory"] == "s3://models/serving/lensflow"
+    assert by_id["ServingBaseline"].exec_properties["serving_dir"] == "s3://models/serving"
+    spec = {"components": {task: {"executorLabel": f"{task}_executor"} for task in by_id}}
+    executors = platform_spec(cfg, spec)["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert {label for label, conf in executors.items() if "pvcMount" in conf} == {
+        "Trainer_executor"}
+    assert all(conf.get("secretAsEnv") for conf in executors.values())  # S3 keys in every pod
+
+
 def test_tasks_that_read_outside_their_inputs_are_not_cached(compiled):
     caching = {name: task.get("cachingOptions", {}).get("enableCache", False)
                for name, task in compiled.spec["root"]["dag"]["tasks"].items()}
@@ -190,7 +213,8 @@ def test_tasks_that_read_outside_their_inputs_are_not_cached(compiled):
 @pytest.mark.parametrize("key, value, message", [
     ("kubeflow.volumes", ["Models:/mnt/models"], "claim name"),
     ("kubeflow.volumes", ["a:/mnt/x", "b:/mnt/x"], "share a mount path"),
-    ("kubeflow.data_path", "gs://bucket/images", "absolute path"),
+    ("kubeflow.data_path", "images", "absolute path"),
+    ("kubeflow.workdir", "s3://bucket/lensflow", "absolute path"),
     ("kubeflow.serving_dir", "models", "absolute path"),
     ("kubeflow.pipeline_root", "/local/root", "object store URI"),
     ("beam.direct_num_workers", 0, "at least 1"),

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from pipeline.object_store import ensure_filesystem, is_uri
+
 GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError)
@@ -97,6 +99,8 @@ def is_normal_png(data: bytes, image: Image.Image) -> bool:
 
 def _read_bytes(path: str, max_bytes: int) -> bytes:
     """Return the bytes; reject missing, unreadable, non-regular, empty or oversized files."""
+    if is_uri(path):
+        return _check_read(_read_object(path, max_bytes), max_bytes)
     try:
         info = os.stat(path)
         if not stat.S_ISREG(info.st_mode):
@@ -107,11 +111,33 @@ def _read_bytes(path: str, max_bytes: int) -> bytes:
             data = handle.read(max_bytes + 1)
     except OSError as exc:
         raise RejectedImage(f"unreadable file: {exc.strerror or exc}") from exc
+    return _check_read(data, max_bytes)
+
+
+def _check_read(data: bytes, max_bytes: int) -> bytes:
     if not data:
         raise RejectedImage("zero-byte file")
     if len(data) > max_bytes:
         raise RejectedImage(f"file too large: more than {max_bytes} bytes")
     return data
+
+
+def _read_object(uri: str, max_bytes: int) -> bytes:
+    """An object's bytes through ``tf.io.gfile`` (any process, e.g. a Beam worker, registers
+    the scheme first); the size is checked before reading."""
+    import tensorflow as tf
+
+    try:
+        ensure_filesystem(uri)
+        size = tf.io.gfile.stat(uri).length
+        if size > max_bytes:
+            raise RejectedImage(f"file too large: {size} bytes, limit is {max_bytes}")
+        with tf.io.gfile.GFile(uri, "rb") as handle:
+            return handle.read(max_bytes + 1)
+    except tf.errors.NotFoundError as exc:
+        raise RejectedImage("unreadable file: not found") from exc
+    except (tf.errors.OpError, RuntimeError) as exc:
+        raise RejectedImage(f"unreadable file: {getattr(exc, 'message', exc)}") from exc
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:

@@ -7,6 +7,10 @@ Three layouts are understood:
   name (``train``, ``test``, ``eval``; ``validation`` means ``eval``);
 * a CSV manifest with the header ``path,label`` and an optional ``split`` column.
 
+The root (or the manifest, and the paths it lists) may be a URI (``s3://``, ``gs://``): an object
+store is listed through ``tf.io.gfile`` (``_StoreWalker``: no symlinks or special files there,
+a "folder" is a key prefix), and the same layouts, skips and warnings apply.
+
 Nothing is decoded here: ``decode.load_image`` judges the candidates. Every file seen ends up
 either as a ``Candidate`` or as a ``Skipped`` entry with a reason, so the caller can reconcile
 found = candidates + skipped. Order is deterministic (sorted by relative path).
@@ -17,10 +21,13 @@ import csv
 import errno
 import io
 import os
+import posixpath
 import stat
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, Iterable, List, Optional, Tuple
+
+from pipeline.object_store import ensure_filesystem, is_uri
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 SPLIT_ALIASES = {"train": "train", "test": "test", "eval": "eval", "validation": "eval"}
@@ -88,14 +95,17 @@ def normalise_label(name: str) -> str:
 
 
 def scan_directory(root: str) -> ScanResult:
-    """Scan a class-folder or pre-split tree under ``root``."""
-    root_abs = os.path.abspath(root)
-    if not os.path.isdir(root_abs):
-        raise DatasetError(
-            f"dataset folder {root!r} does not exist or is not a folder; {_LAYOUT_HELP}")
-    if not os.access(root_abs, os.R_OK | os.X_OK):
-        raise DatasetError(f"dataset folder {root!r} cannot be read (permission denied)")
-    walker = _Walker(root_abs)
+    """Scan a class-folder or pre-split tree under ``root`` (a folder or a URI)."""
+    if is_uri(root):
+        walker = _StoreWalker(root)
+    else:
+        root_abs = os.path.abspath(root)
+        if not os.path.isdir(root_abs):
+            raise DatasetError(
+                f"dataset folder {root!r} does not exist or is not a folder; {_LAYOUT_HELP}")
+        if not os.access(root_abs, os.R_OK | os.X_OK):
+            raise DatasetError(f"dataset folder {root!r} cannot be read (permission denied)")
+        walker = _Walker(root_abs)
     top_dirs = walker.top_level()
     if not top_dirs:
         walker.result.warnings.append(f"no folders under {root!r}; {_LAYOUT_HELP}")
@@ -227,6 +237,48 @@ class _Walker:
         self.result.skipped.append(Skipped(path, rel, reason, kind))
 
 
+class _StoreWalker(_Walker):
+    """The same walk over an object store through ``tf.io.gfile``: a folder is a key prefix,
+    every object is a regular file, and there are no links to follow. ``tf.io.gfile`` cannot
+    tell a prefix from an object in a listing, so each entry costs one request: fine for
+    thousands of images, slow for hundreds of thousands (a paged listing would be one request
+    per thousand keys)."""
+
+    def __init__(self, root: str):
+        import tensorflow as tf
+
+        ensure_filesystem(root)
+        self._gfile = tf.io.gfile
+        root = root.rstrip("/")
+        try:
+            found = self._gfile.isdir(root)
+        except tf.errors.OpError as exc:
+            raise DatasetError(f"dataset location {root!r} cannot be listed: {exc.message}") from exc
+        if not found:
+            raise DatasetError(f"dataset location {root!r} holds no objects; {_LAYOUT_HELP}")
+        self.root = self.root_real = root
+        self.visited = {root}
+        self.result = ScanResult()
+
+    def _entries(self, folder: str, folder_rel: str) -> Iterable[Tuple[str, str, str]]:
+        try:
+            names = sorted({name.rstrip("/") for name in self._gfile.listdir(folder)})
+        except Exception as exc:  # noqa: BLE001 - tf.errors.OpError; recorded, never fatal
+            self._skip(folder, folder_rel or ".", f"cannot list: {getattr(exc, 'message', exc)}",
+                       REJECTED)
+            return
+        for name in names:
+            yield name, f"{folder}/{name}", f"{folder_rel}/{name}" if folder_rel else name
+
+    def _inspect(self, path: str, rel: str, ancestors: FrozenSet[str]) -> Tuple[str, str]:
+        name = posixpath.basename(path)
+        is_dir = self._gfile.isdir(path)
+        if name.startswith(".") or name == "__MACOSX":
+            self._skip(path, rel, "hidden folder" if is_dir else "hidden file", IGNORED)
+            return _SKIPPED
+        return ("dir", path) if is_dir else ("file", "")
+
+
 def _stat_failure(path: str, exc: OSError, is_link: bool) -> str:
     """Explain why ``os.stat`` failed: symlink loop, broken symlink or an unreadable entry."""
     if exc.errno == errno.ELOOP:
@@ -257,9 +309,10 @@ def _split_coverage_warnings(candidates: List[Candidate]) -> List[str]:
 
 
 def scan_manifest(csv_path: str) -> ScanResult:
-    """Read a CSV manifest (``path,label[,split]``); relative paths resolve against its folder."""
-    csv_abs = os.path.abspath(csv_path)
-    base = os.path.dirname(csv_abs)
+    """Read a CSV manifest (``path,label[,split]``); relative paths resolve against its folder
+    (a key prefix when the manifest is a URI); a path may itself be a URI."""
+    csv_abs = csv_path if is_uri(csv_path) else os.path.abspath(csv_path)
+    base = posixpath.dirname(csv_abs) if is_uri(csv_abs) else os.path.dirname(csv_abs)
     rows = _read_manifest_rows(csv_abs)
     first = next(rows, None)
     columns = _manifest_columns(csv_abs, first[1] if first else None)
@@ -280,13 +333,45 @@ def scan_manifest(csv_path: str) -> ScanResult:
 def _read_manifest_rows(csv_abs: str):
     """Yield (line number, fields) of the CSV; a file that is not UTF-8 text is a DatasetError."""
     try:
-        with open(csv_abs, "r", encoding="utf-8-sig", newline="") as handle:
-            text = handle.read()
+        text = _read_text(csv_abs)
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"cannot read manifest {csv_abs!r}: {exc}") from exc
     reader = csv.reader(io.StringIO(text))
     for row in reader:
         yield reader.line_num, row
+
+
+def _read_text(path: str) -> str:
+    """A local file through ``open``, a URI through ``tf.io.gfile`` (its errors as OSError)."""
+    if not is_uri(path):
+        with open(path, "r", encoding="utf-8-sig", newline="") as handle:
+            return handle.read()
+    import tensorflow as tf
+
+    ensure_filesystem(path)
+    try:
+        with tf.io.gfile.GFile(path, "rb") as handle:
+            data = handle.read()
+    except tf.errors.OpError as exc:
+        raise OSError(exc.message) from exc
+    return data.decode("utf-8-sig")
+
+
+def _resolve(base: str, raw_path: str) -> Tuple[str, str]:
+    """(path, path relative to the manifest's folder) of a manifest row's ``path``: a URI is
+    kept, a relative path joins the manifest's folder or key prefix."""
+    if is_uri(raw_path) or is_uri(base):
+        path = raw_path if is_uri(raw_path) else _join_uri(base, raw_path)
+        prefix = base.rstrip("/") + "/"
+        return path, path[len(prefix):] if path.startswith(prefix) else path
+    path = os.path.abspath(os.path.join(base, raw_path))
+    return path, os.path.relpath(path, base).replace(os.sep, "/")
+
+
+def _join_uri(base: str, relative: str) -> str:
+    """``scheme://bucket/prefix`` + ``a/../b.png``, normalised in the key part only."""
+    scheme, rest = base.split("://", 1)
+    return f"{scheme}://{posixpath.normpath(posixpath.join(rest, relative))}"
 
 
 def _manifest_columns(csv_abs: str, header: Optional[List[str]]) -> List[str]:
@@ -309,8 +394,7 @@ def _manifest_entry(base: str, columns: List[str], line: int, row: List[str], se
         return None
     values = dict(zip(columns, (value.strip() for value in row)))
     raw_path = values.get("path", "")
-    path = os.path.abspath(os.path.join(base, raw_path)) if raw_path else ""
-    rel = os.path.relpath(path, base).replace(os.sep, "/") if raw_path else f"<line {line}>"
+    path, rel = _resolve(base, raw_path) if raw_path else ("", f"<line {line}>")
 
     def reject(reason: str) -> Skipped:
         return Skipped(path, rel, f"manifest line {line}: {reason}", REJECTED)
@@ -337,10 +421,27 @@ def _manifest_problem(path: str, values: Dict[str, str]) -> Optional[str]:
         return f"unknown split {values['split']!r}; expected one of {sorted(SPLIT_ALIASES)}"
     if os.path.splitext(path)[1].lower() not in IMAGE_EXTENSIONS:
         return "not an image extension"
+    if is_uri(path):
+        return _object_problem(path)
     if os.path.islink(path) and not os.path.exists(path):
         return "broken symlink"
     if not os.path.exists(path):
         return "file not found"
     if not os.path.isfile(path):
         return "not a regular file"
+    return None
+
+
+def _object_problem(uri: str) -> Optional[str]:
+    """Why an object a manifest names is unusable (missing, a prefix, unreachable), or None."""
+    import tensorflow as tf
+
+    try:
+        ensure_filesystem(uri)
+        if tf.io.gfile.isdir(uri):
+            return "not a regular file"
+        if not tf.io.gfile.exists(uri):
+            return "file not found"
+    except (tf.errors.OpError, RuntimeError) as exc:
+        return f"unreadable: {getattr(exc, 'message', exc)}"
     return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Optional
+from typing import Optional, Tuple
 
 from tfx import types
 from tfx.components import Pusher
@@ -23,8 +23,9 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ChannelParameter
 from tfx.utils import json_utils, path_utils, proto_utils
 
-from components.pusher import models_config, versions
+from components.pusher import models_config, remote, versions
 from components.pusher.fingerprint import data_fingerprint_of, training_fingerprint
+from pipeline.object_store import is_uri
 
 
 ALREADY_SERVING = "already_serving"
@@ -63,15 +64,9 @@ class Executor(tfx_executor.Executor):
                       data_fingerprint_of(examples), custom.get("settings_fingerprint", "")),
                   "cache_key": custom.get("cache_key", ""),
                   "model_uri": trained, "pushed_at": time.time()}
-        version, final = versions.publish_next(model_path, base, record=record)
-        serving_dir = custom.get("serving_dir", os.path.dirname(base))
-        name = custom.get("model_name", os.path.basename(base))
-        try:
-            models_config.update(serving_dir, name, base, keep, newest=version)
-        except BaseException:
-            versions.withdraw(base, version)  # a failed push leaves no new version
-            raise
-        versions.prune(base, keep, protected=models_config.protected_versions(serving_dir, name))
+        version, final = push_version(
+            model_path, base, custom.get("serving_dir", os.path.dirname(base)),
+            custom.get("model_name", os.path.basename(base)), keep, record)
         self._MarkPushed(model_push, pushed_destination=final, pushed_version=str(version))
 
     def validated_model_path(self, input_dict) -> str:
@@ -83,6 +78,23 @@ class Executor(tfx_executor.Executor):
             if blessing.get_int_custom_property(HAS_MODEL):
                 return path_utils.stamped_model_path(blessing.uri)
         return self.GetModelPath(input_dict)
+
+
+def push_version(model_path: str, base: str, serving_dir: str, name: str, keep: int,
+                 record: dict) -> Tuple[int, str]:
+    """Publish ``model_path`` as the next version under ``base`` (a folder: staged and renamed,
+    ``versions``; a URI: uploaded, then named in models.config, ``remote``), update
+    ``models.config`` and prune; a failed models.config update withdraws the new version."""
+    publisher = remote if is_uri(base) else versions
+    version, final = publisher.publish_next(model_path, base, record=record)
+    complete = versions.versions(base) if is_uri(base) else None
+    try:
+        models_config.update(serving_dir, name, base, keep, newest=version, complete=complete)
+    except BaseException:
+        publisher.withdraw(base, version)  # a failed push leaves no new version
+        raise
+    publisher.prune(base, keep, protected=models_config.protected_versions(serving_dir, name))
+    return version, final
 
 
 class LensflowPusherSpec(standard_component_specs.PusherSpec):

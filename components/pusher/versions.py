@@ -4,6 +4,11 @@ TF Serving polls ``<base>/<model_name>/`` and loads any numeric folder it finds,
 appear whole or not at all: it is staged in a uniquely named dot-folder beside (ignored by TF
 Serving, same filesystem) and renamed into place in one step. The version number is claimed by
 that rename, so two pushes racing for the same second end up with distinct versions.
+
+The readers here (versions, push records, content digests, the incumbent) go through
+``tf.io.gfile`` and so also read a model base on an object store (``s3://``, ``gs://``), which
+``components/pusher/remote.py`` publishes to; a version is complete once its
+``saved_model.pb`` exists, in both.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import tensorflow as tf
 from tfx.utils import io_utils
 
 from pipeline.disk_errors import disk_cause
+from pipeline.object_store import ensure_filesystem
 
 STAGING_PREFIX = ".staging-"
 PUSH_RECORD = os.path.join("assets.extra", "lensflow_push.json")
@@ -32,24 +38,28 @@ class PushWriteError(OSError):
     nothing was published."""
 
 
+def _names(model_base: str) -> List[str]:
+    """The entries of ``model_base`` (none when absent), local or on an object store."""
+    ensure_filesystem(model_base)
+    if not tf.io.gfile.isdir(model_base):
+        return []
+    return [name.rstrip("/") for name in tf.io.gfile.listdir(model_base)]
+
+
 def versions(model_base: str) -> List[int]:
     """Complete version numbers under ``model_base``, oldest first."""
-    if not os.path.isdir(model_base):
-        return []
-    return sorted(int(name) for name in os.listdir(model_base)
-                  if name.isdigit() and os.path.exists(os.path.join(model_base, name, "saved_model.pb")))
+    return sorted(int(name) for name in _names(model_base) if name.isdigit()
+                  and tf.io.gfile.exists(os.path.join(model_base, name, "saved_model.pb")))
 
 
-def _numeric_names(model_base: str) -> List[int]:
+def numeric_names(model_base: str) -> List[int]:
     """Every numeric folder name, complete or not (a version number that is taken)."""
-    if not os.path.isdir(model_base):
-        return []
-    return sorted(int(name) for name in os.listdir(model_base) if name.isdigit())
+    return sorted(int(name) for name in _names(model_base) if name.isdigit())
 
 
 def next_version(model_base: str, now: Optional[float] = None) -> int:
     """Unix seconds, bumped past every existing numeric folder so two pushes never collide."""
-    taken = _numeric_names(model_base)
+    taken = numeric_names(model_base)
     candidate = int(now if now is not None else time.time())
     return max(candidate, taken[-1] + 1) if taken else candidate
 
@@ -158,18 +168,25 @@ def _mtime(path: str) -> float:
 def _content_digest(folder: str) -> str:
     """sha256 over every file's relative path and bytes (the push record aside)."""
     digest = hashlib.sha256()
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        for name in sorted(files):
-            path = os.path.join(root, name)
-            relative = os.path.relpath(path, folder)
-            if relative == PUSH_RECORD:
-                continue
-            digest.update(relative.encode())
-            with open(path, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
+    for relative in files_of(folder):
+        if relative == PUSH_RECORD:
+            continue
+        digest.update(relative.encode())
+        with tf.io.gfile.GFile(os.path.join(folder, relative), "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
+
+
+def files_of(folder: str) -> List[str]:
+    """Every file's path relative to ``folder`` (``/``-separated), sorted; local or a URI."""
+    ensure_filesystem(folder)
+    folder = folder.rstrip("/")
+    found = []
+    for root, _, files in tf.io.gfile.walk(folder):
+        prefix = root.rstrip("/")[len(folder):].lstrip("/")
+        found += [f"{prefix}/{name}" if prefix else name for name in files]
+    return sorted(found)
 
 
 def serving_copy_of(model_dir: str, model_base: str) -> Optional[int]:
@@ -183,10 +200,11 @@ def serving_copy_of(model_dir: str, model_base: str) -> Optional[int]:
 
 def push_record(model_base: str, version: int) -> dict:
     """The push record of ``version`` ({} for a version pushed without one)."""
+    path = os.path.join(model_base, str(version), PUSH_RECORD)
     try:
-        with open(os.path.join(model_base, str(version), PUSH_RECORD)) as fh:
-            return json.load(fh)
-    except (FileNotFoundError, ValueError):
+        with tf.io.gfile.GFile(path) as fh:
+            return json.loads(fh.read())
+    except (tf.errors.NotFoundError, FileNotFoundError, ValueError):
         return {}
 
 

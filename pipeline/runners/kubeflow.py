@@ -69,7 +69,7 @@ def build_pipeline(cfg: LensflowConfig):
     data_root = posixpath.dirname(data.manifest) if data.manifest else data.path
     pipeline = create_pipeline(remote, pipeline_root=cfg.kubeflow.pipeline_root,
                                serving_dir=cfg.kubeflow.serving_dir, data_root=data_root,
-                               schema_file=image_schema_file(cfg))
+                               schema_file=image_schema_file(cfg), offline=True)
     tasks = [component.id for component in pipeline.components]
     unknown = sorted(set(cfg.kubeflow.resources) - set(tasks) - {"default"})
     if unknown:
@@ -151,7 +151,10 @@ def restore_dropped_resources(spec: Dict[str, Any], pipeline) -> None:
 
 
 def is_s3(cfg: LensflowConfig) -> bool:
-    return cfg.kubeflow.pipeline_root.startswith("s3://")
+    """The pods reach S3: the pipeline root, the data or the serving directory is there."""
+    kf = cfg.kubeflow
+    return any(str(path).startswith("s3://")
+               for path in (kf.pipeline_root, kf.data_path, kf.serving_dir))
 
 
 def s3_environment(cfg: LensflowConfig) -> Dict[str, str]:
@@ -178,6 +181,8 @@ def _mount_owners(cfg: LensflowConfig) -> Dict[str, List[str]]:
     kf = cfg.kubeflow
     owners = {"ImageExampleGen": [kf.data_path], "ServingBaseline": [kf.serving_dir],
               "LensflowPusher": [kf.serving_dir]}
+    owners = {task: [path for path in paths if _is_pod_path(path)]  # a URI needs no volume
+              for task, paths in owners.items()}
     if cfg.train.resume_dir and _is_pod_path(cfg.train.resume_dir):
         owners["Trainer"] = [cfg.train.resume_dir]  # backups that outlive the Trainer's pod
     return owners
