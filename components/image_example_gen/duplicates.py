@@ -125,11 +125,12 @@ def close_pairs(members: Iterable[Member], settings: Settings) -> Iterator[Edge]
     if len(members) < 2:
         return
     hashes = np.array([m.phash for m in members], dtype=np.uint64)
+    digests = np.array([m.sha256 for m in members])
     units, flat = _unit_thumbs(members)
     for i in range(len(members) - 1):
         rest = slice(i + 1, None)
         distance = _POPCOUNT[(hashes[rest] ^ hashes[i]).view(np.uint8)].reshape(-1, 8).sum(axis=1)
-        same = np.array([m.sha256 == members[i].sha256 for m in members[rest]])
+        same = digests[rest] == digests[i]
         near = (distance <= settings.max_distance) if settings.near else np.zeros_like(same)
         for j in np.nonzero(near | same)[0]:
             other = members[i + 1 + j]
@@ -197,7 +198,8 @@ def _decide(group_members: List[Member], settings: Settings, place, links,
     key = min(m.sha256 for m in group_members)
     dropped = _label_drops(group_members, settings.label_conflicts, gid)
     kept = [m for m in group_members if m.path not in dropped]
-    dropped.update(_split_drops(kept, settings.presplit, gid))
+    across = _split_drops(kept, settings.presplit, gid)
+    dropped.update(across)
     labels = Counter(m.label for m in group_members)
     splits = {}
     for member in group_members:
@@ -212,7 +214,9 @@ def _decide(group_members: List[Member], settings: Settings, place, links,
         "straddles_splits": len(kept_splits) > 1,
         "members": [{"path": m.path, "label": m.label, "source_split": m.split,
                      "split": splits[m.path], "hash_distance": links[m.path][0],
-                     "similarity": links[m.path][1], "dropped": dropped.get(m.path)}
+                     "similarity": links[m.path][1], "dropped": dropped.get(m.path),
+                     "dropped_for": ("split" if m.path in across else "label_conflict")
+                     if m.path in dropped else None}
                     for m in group_members],
     }
 
@@ -266,17 +270,23 @@ def summary(groups: List[dict], settings: Settings) -> dict:
         "label_conflicts": sum(g["label_conflict"] for g in groups),
         "straddling_groups": sum(g["straddles_splits"] for g in groups),
         "dropped": sum(1 for m in members if m["dropped"]),
+        "dropped_label_conflicts": sum(m["dropped_for"] == "label_conflict" for m in members),
+        "dropped_across_splits": sum(m["dropped_for"] == "split" for m in members),
     }
 
 
 def warnings(section: dict) -> List[str]:
-    """Report warnings for label conflicts and copies left straddling splits."""
-    out = []
+    """Report warnings for label conflicts, copies dropped across given splits, and copies
+    left straddling splits."""
+    settings, out = section["settings"], []
     if section["label_conflicts"]:
-        policy = section["settings"]["label_conflicts"]
         out.append(f"{section['label_conflicts']} duplicate group(s) carry more than one label "
-                   f"(data.label_conflicts={policy}); {section['dropped']} file(s) dropped in all "
-                   "duplicate groups, listed under duplicates in the report")
+                   f"(data.label_conflicts={settings['label_conflicts']}): "
+                   f"{section['dropped_label_conflicts']} file(s) dropped for it; the groups are "
+                   "listed under duplicates in the report")
+    if section["dropped_across_splits"]:
+        out.append(f"{section['dropped_across_splits']} file(s) dropped as copies of an image in "
+                   f"another given split (data.presplit_duplicates={settings['presplit_duplicates']})")
     if section["straddling_groups"]:
         out.append(f"{section['straddling_groups']} duplicate group(s) straddle the given splits "
                    "(data.presplit_duplicates=keep): held-out scores may be inflated")

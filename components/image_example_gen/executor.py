@@ -5,6 +5,8 @@ used is never fatal: it is reported with its path and reason in ``ingestion_repo
 the split folders of the Examples artifact, and the counts reconcile
 (found = ingested + rejected + ignored). Ingested files the served model would refuse as sent
 (WebP, TIFF: the serving graph has no decoder for them) are listed as ``not_serveable``.
+Copies of one image (``duplicates.py``) are grouped in one global step and a group's files share
+one split; copies dropped by the label-conflict or pre-split policy are rejected with the reason.
 The Examples artifact records ``data_fingerprint``, a
 digest of what was ingested, from which the training fingerprint is computed at run time.
 """

@@ -222,7 +222,8 @@ def test_ingestion_groups_copies_into_one_split_and_applies_the_conflict_policy(
     assert set(written) == every_file - dropped
     assert summary["found"] == len(every_file) == summary["ingested"] + len(summary["rejected"])
     assert summary["ingested"] == 24 + 4 + 2 - len(dropped)
-    assert any("1 duplicate group(s) carry more than one label" in w for w in summary["warnings"])
+    assert any(f"1 duplicate group(s) carry more than one label (data.label_conflicts={policy}): "
+               f"{len(dropped)} file(s) dropped" in w for w in summary["warnings"])
 
 
 def test_presplit_copies_keep_to_train_and_the_test_copy_is_dropped(tmp_path):
@@ -246,5 +247,7 @@ def test_presplit_copies_keep_to_train_and_the_test_copy_is_dropped(tmp_path):
     assert rejected["path"] == "test/sneaker/leaked_q70.jpg"
     assert f"near-duplicate of train/sneaker/{leaked.name}" in rejected["reason"]
     assert "test/sneaker/leaked_q70.jpg" not in written
+    assert any("1 file(s) dropped as copies of an image in another given split" in w
+               for w in summary["warnings"])
     assert written[f"train/sneaker/{leaked.name}"][0] in ("train", "eval")
     assert summary["found"] == summary["ingested"] + 1 == 33

@@ -55,7 +55,8 @@ def test_duplicate_groups_and_label_conflicts_are_listed():
 
     def entry(path, label, split, dropped=None):
         return {"path": path, "label": label, "source_split": None, "split": split,
-                "hash_distance": 2, "similarity": 0.9981, "dropped": dropped}
+                "hash_distance": 2, "similarity": 0.9981, "dropped": dropped,
+                "dropped_for": "label_conflict" if dropped else None}
 
     groups = [{"group": "dup-aaaa", "labels": {"bag": 1, "coat": 1}, "label_conflict": True,
                "straddles_splits": False,
