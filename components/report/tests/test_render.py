@@ -71,3 +71,6 @@ def test_duplicate_groups_and_label_conflicts_are_listed():
     assert "Duplicates (2 groups, 1 label conflicts)" in html
     assert html.count("<code>bag/2.jpg</code>") == 1 and "label conflict &lt;both&gt;" in html
     assert "2 files dropped" in html
+    from components.report import markdown
+
+    assert "duplicate groups 2, label conflicts 1, copies dropped 2" in markdown.summary(run)
