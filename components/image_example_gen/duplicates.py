@@ -285,8 +285,9 @@ def warnings(section: dict) -> List[str]:
                    f"{section['dropped_label_conflicts']} file(s) dropped for it; the groups are "
                    "listed under duplicates in the report")
     if section["dropped_across_splits"]:
+        policy = settings["presplit_duplicates"]
         out.append(f"{section['dropped_across_splits']} file(s) dropped as copies of an image in "
-                   f"another given split (data.presplit_duplicates={settings['presplit_duplicates']})")
+                   f"another given split (data.presplit_duplicates={policy})")
     if section["straddling_groups"]:
         out.append(f"{section['straddling_groups']} duplicate group(s) straddle the given splits "
                    "(data.presplit_duplicates=keep): held-out scores may be inflated")

@@ -235,7 +235,8 @@ class Executor(BaseExampleGenExecutor):
                  os.path.join(work, "rejected"), file_name_suffix=".jsonl"))
         _ = (resolution
              | "DuplicatesSection" >> beam.Map(
-                 lambda res: json.dumps(duplicates.summary(res.groups, settings), ensure_ascii=False))
+                 lambda res: json.dumps(duplicates.summary(res.groups, settings),
+                                        ensure_ascii=False))
              | "WriteDuplicates" >> beam.io.WriteToText(
                  os.path.join(work, "duplicates"), file_name_suffix=".json"))
         _ = decoded[NOT_SERVEABLE_TAG] | "WriteNotServeable" >> beam.io.WriteToText(
