@@ -16,6 +16,7 @@ setup(
         "dill",
         "tensorflow-serving-api==2.16.1",
         "pillow",
+        "imagehash",
         "click",
         "jinja2",
         "pyyaml",

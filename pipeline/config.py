@@ -52,7 +52,16 @@ def dataclass(cls):
 
 @dataclass
 class DataConfig:
-    """Where the images are and how they are split."""
+    """Where the images are and how they are split.
+
+    Copies of one image (byte-identical, or re-encoded/resized: ``near_duplicates`` by a pHash
+    within ``duplicate_hash_distance`` bits whose 16x16 thumbnails correlate to at least
+    ``duplicate_similarity``) form a group whose files share one split. ``label_conflicts``:
+    a group under several labels drops every copy (``reject``), the minority's copies
+    (``majority``; a tie drops all) or nothing (``keep``). ``presplit_duplicates``: when a
+    pre-split dataset puts copies in different splits, drop the eval/test copies
+    (``drop_held_out``), the train/eval ones (``drop_train``) or none (``keep``, with a warning).
+    """
 
     path: Optional[str] = str(SAMPLE_DATA)
     manifest: Optional[str] = None
@@ -60,6 +69,11 @@ class DataConfig:
         default_factory=lambda: {"train": 8, "eval": 1, "test": 1})
     max_image_pixels: Positive = 40_000_000
     max_file_bytes: Positive = 64 * 1024 * 1024
+    near_duplicates: bool = True
+    duplicate_hash_distance: Annotated[int, Field(ge=0, le=16)] = 8
+    duplicate_similarity: Annotated[float, Field(ge=0.5, le=1.0)] = 0.993
+    label_conflicts: str = "reject"
+    presplit_duplicates: str = "drop_held_out"
 
 
 @dataclass
@@ -377,6 +391,8 @@ def choices(key: str) -> Tuple[str, ...]:
 
 
 _CHOICES = {
+    ("data", "label_conflicts"): ("reject", "majority", "keep"),
+    ("data", "presplit_duplicates"): ("drop_held_out", "drop_train", "keep"),
     ("image", "color_mode"): ("grayscale", "rgb"),
     ("image", "resize_policy"): ("stretch", "pad", "crop"),
     ("augment", "preset"): AUGMENT_PRESETS,

@@ -219,6 +219,7 @@ def summarise_artifacts(run: RunArtifacts) -> Dict[str, Any]:
         ingestion = report.read(run.examples_uri)
         summary.update({k: ingestion[k] for k in
                         ("found", "ingested", "rejected", "ignored", "splits", "classes", "warnings")})
+        summary["duplicates"] = ingestion.get("duplicates")
         summary["examples_uri"] = run.examples_uri
     if run.evaluation_uri:
         summary["evaluation_uri"] = run.evaluation_uri

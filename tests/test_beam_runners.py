@@ -26,6 +26,8 @@ from pipeline.config import CUSTOM_CONFIG_KEY, REPO_ROOT, ConfigError, load_conf
 from pipeline.pipeline import beam_pipeline_args
 
 JOB_SERVICE_START_S = 90
+# the laced tree has ten good images: even buckets keep every split non-empty
+SPLITS = {"data.split_buckets": {"train": 1, "eval": 1, "test": 1}}
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +90,7 @@ def example_paths(uri: str):
 @pytest.fixture(scope="module")
 def direct(tree, tmp_path_factory):
     """The reference: DirectRunner, in memory."""
-    cfg = load_config(None, {"beam.runner": "DirectRunner"})
+    cfg = load_config(None, {**SPLITS, "beam.runner": "DirectRunner"})
     return ingest(cfg, tree[0], tmp_path_factory.mktemp("direct"))
 
 
@@ -108,7 +110,7 @@ def test_direct_runner_ingests_the_laced_tree(direct, tree):
 def test_direct_runner_with_two_worker_processes_matches(direct, tree, tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         [str(REPO_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-    cfg = load_config(None, {"beam.runner": "DirectRunner",
+    cfg = load_config(None, {**SPLITS, "beam.runner": "DirectRunner",
                              "beam.direct_running_mode": "multi_processing",
                              "beam.direct_num_workers": 2})
     assert "--direct_num_workers=2" in beam_pipeline_args(cfg)
@@ -118,7 +120,8 @@ def test_direct_runner_with_two_worker_processes_matches(direct, tree, tmp_path,
 @pytest.mark.timeout(300)
 @pytest.mark.slow
 def test_portable_runner_on_the_local_job_service_matches(direct, tree, tmp_path, job_endpoint):
-    cfg = load_config(None, {"beam.runner": "PortableRunner", "beam.job_endpoint": job_endpoint})
+    cfg = load_config(None, {**SPLITS, "beam.runner": "PortableRunner",
+                             "beam.job_endpoint": job_endpoint})
     assert beam_pipeline_args(cfg)[:3] == ["--runner=PortableRunner",
                                            f"--job_endpoint={job_endpoint}",
                                            "--environment_type=LOOPBACK"]

@@ -14,6 +14,7 @@ import stat
 import struct
 import zlib
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -38,7 +39,8 @@ class DecodedImage:
     """A normalised image as PNG bytes plus facts about the original file.
 
     ``channels`` describes the original: 1 grey, 2 grey with alpha, 3 colour, 4 colour with alpha.
-    ``mean_brightness`` (0-255) is measured on the normalised 8-bit image.
+    ``mean_brightness`` (0-255) is measured on the normalised 8-bit image, whose ``pixels`` are
+    kept for the perceptual hash (``duplicates.fingerprint``).
     """
     png_bytes: bytes
     height: int
@@ -49,6 +51,7 @@ class DecodedImage:
     sha256: str
     mean_brightness: float
     original_bytes: bytes = field(default=b"", repr=False)
+    pixels: Optional[np.ndarray] = field(default=None, repr=False)
 
     @property
     def png_channels(self) -> int:
@@ -79,6 +82,7 @@ def load_image(path: str, max_pixels: int = 40_000_000, max_bytes: int = 64 << 2
         sha256=hashlib.sha256(data).hexdigest(),
         mean_brightness=float(pixels.mean()),
         original_bytes=data,
+        pixels=pixels,
     )
 
 

@@ -5,6 +5,8 @@ used is never fatal: it is reported with its path and reason in ``ingestion_repo
 the split folders of the Examples artifact, and the counts reconcile
 (found = ingested + rejected + ignored). Ingested files the served model would refuse as sent
 (WebP, TIFF: the serving graph has no decoder for them) are listed as ``not_serveable``.
+Copies of one image (``duplicates.py``) are grouped in one global step and a group's files share
+one split; copies dropped by the label-conflict or pre-split policy are rejected with the reason.
 The Examples artifact records ``data_fingerprint``, a
 digest of what was ingested, from which the training fingerprint is computed at run time.
 """
@@ -23,7 +25,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.image_example_gen import report
+from components.image_example_gen import duplicates, report
 from components.image_example_gen.decode import RejectedImage, load_image
 from components.image_example_gen.scan import Candidate, ScanResult, scan_directory, scan_manifest
 from components.pusher.fingerprint import DATA_FINGERPRINT
@@ -76,7 +78,8 @@ def to_example(candidate: Candidate, image) -> tf.train.Example:
 def assign_split(candidate_split, content_hash: str, buckets: Dict[str, int],
                  present_splits: Iterable[str]) -> str:
     """Pre-split data keeps its split; ``train`` lends an ``eval`` share when the tree has none;
-    everything else is bucketed by content hash, so duplicates never straddle splits."""
+    everything else is bucketed by ``content_hash``: the duplicate group's key (its smallest
+    sha256), so copies never straddle splits."""
     present = set(present_splits)
     if candidate_split and candidate_split != "train":
         return candidate_split
@@ -95,28 +98,74 @@ def assign_split(candidate_split, content_hash: str, buckets: Dict[str, int],
 
 
 class _Decode(beam.DoFn):
-    """Decode and validate one candidate; rejects go to a tagged output."""
+    """Decode and validate one candidate; rejects go to a tagged output. Yields the file's
+    ``duplicates.Member`` (hashes from the decoded pixels) and its tf.Example; the split is
+    decided later, by duplicate group."""
 
-    def __init__(self, max_pixels: int, max_bytes: int, buckets, present_splits):
+    def __init__(self, max_pixels: int, max_bytes: int):
         self._max_pixels = max_pixels
         self._max_bytes = max_bytes
-        self._buckets = buckets
-        self._present = list(present_splits)
 
     def process(self, candidate: Candidate):
         try:
             image = load_image(candidate.path, max_pixels=self._max_pixels,
                                max_bytes=self._max_bytes)
         except RejectedImage as err:
-            yield beam.pvalue.TaggedOutput(REJECTED_TAG, json.dumps(
-                {"path": candidate.rel_path, "reason": str(err)}, ensure_ascii=False))
+            yield beam.pvalue.TaggedOutput(REJECTED_TAG, _reject_line(candidate.rel_path, str(err)))
             return
-        split = assign_split(candidate.split, image.sha256, self._buckets, self._present)
         refusal = serving_refusal(image.original_bytes, self._max_pixels)
         if refusal:
             yield beam.pvalue.TaggedOutput(NOT_SERVEABLE_TAG, json.dumps(
                 {"path": candidate.rel_path, "reason": refusal}, ensure_ascii=False))
-        yield split, candidate.label, to_example(candidate, image)
+        phash, thumb = duplicates.fingerprint(image.pixels)
+        member = duplicates.Member(candidate.rel_path, candidate.label, candidate.split,
+                                   image.sha256, phash, thumb)
+        yield member, to_example(candidate, image)
+
+
+def _reject_line(path: str, reason: str) -> str:
+    return json.dumps({"path": path, "reason": reason}, ensure_ascii=False)
+
+
+class _Place(beam.DoFn):
+    """Put one decoded file in its split, drawn from its duplicate group's key (its own content
+    hash when it has no copy), or reject it as its group's verdict says."""
+
+    def __init__(self, buckets, present_splits):
+        self._buckets = buckets
+        self._present = list(present_splits)
+
+    def process(self, record, resolution: duplicates.Resolution):
+        member, example = record
+        verdict = resolution.verdicts.get(member.path)
+        if verdict is not None and verdict.dropped:
+            yield beam.pvalue.TaggedOutput(REJECTED_TAG, _reject_line(member.path, verdict.dropped))
+            return
+        key = verdict.key if verdict is not None else member.sha256
+        yield assign_split(member.split, key, self._buckets, self._present), member.label, example
+
+
+class FindDuplicates(beam.PTransform):
+    """Members -> one ``duplicates.Resolution``: bucket by sha256 and hash bands, compare within
+    buckets, then join the (few) pairs into groups in one place."""
+
+    def __init__(self, settings: duplicates.Settings, buckets, present_splits):
+        super().__init__()
+        self._settings = settings
+        self._buckets = dict(buckets)
+        self._present = list(present_splits)
+
+    def expand(self, members):
+        settings, buckets, present = self._settings, self._buckets, self._present
+        return (members
+                | "BucketKeys" >> beam.FlatMap(
+                    lambda m: [(key, m) for key in duplicates.bucket_keys(m, settings)])
+                | "Buckets" >> beam.GroupByKey()
+                | "Pairs" >> beam.FlatMap(lambda kv: duplicates.close_pairs(kv[1], settings))
+                | "AllPairs" >> beam.combiners.ToList()
+                | "Resolve" >> beam.Map(lambda edges: duplicates.resolve(
+                    edges, settings,
+                    lambda split, key: assign_split(split, key, buckets, present))))
 
 
 def fingerprint_line(record) -> str:
@@ -170,26 +219,41 @@ class Executor(BaseExampleGenExecutor):
         decoded = (
             pipeline
             | "Candidates" >> beam.Create(mixed_order(result.candidates), reshuffle=True)
-            | "Decode" >> beam.ParDo(_Decode(cfg.data.max_image_pixels, cfg.data.max_file_bytes,
-                                             cfg.data.split_buckets, result.splits)
+            | "Decode" >> beam.ParDo(_Decode(cfg.data.max_image_pixels, cfg.data.max_file_bytes)
                                      ).with_outputs(REJECTED_TAG, NOT_SERVEABLE_TAG, main="ok"))
-        _ = decoded[REJECTED_TAG] | "WriteRejected" >> beam.io.WriteToText(
-            os.path.join(work, "rejected"), file_name_suffix=".jsonl")
+        settings = duplicates.Settings.from_config(cfg.data)
+        resolution = (decoded.ok
+                      | "Member" >> beam.Map(lambda rec: rec[0])
+                      | "FindDuplicates" >> FindDuplicates(settings, cfg.data.split_buckets,
+                                                           result.splits))
+        placed = decoded.ok | "Place" >> beam.ParDo(
+            _Place(cfg.data.split_buckets, result.splits),
+            resolution=beam.pvalue.AsSingleton(resolution)).with_outputs(REJECTED_TAG, main="ok")
+        _ = ((decoded[REJECTED_TAG], placed[REJECTED_TAG])
+             | "AllRejected" >> beam.Flatten()
+             | "WriteRejected" >> beam.io.WriteToText(
+                 os.path.join(work, "rejected"), file_name_suffix=".jsonl"))
+        _ = (resolution
+             | "DuplicatesSection" >> beam.Map(
+                 lambda res: json.dumps(duplicates.summary(res.groups, settings),
+                                        ensure_ascii=False))
+             | "WriteDuplicates" >> beam.io.WriteToText(
+                 os.path.join(work, "duplicates"), file_name_suffix=".json"))
         _ = decoded[NOT_SERVEABLE_TAG] | "WriteNotServeable" >> beam.io.WriteToText(
             os.path.join(work, "not_serveable"), file_name_suffix=".jsonl")
-        _ = (decoded.ok
+        _ = (placed.ok
              | "Key" >> beam.Map(lambda rec: json.dumps([rec[0], rec[1]]))
              | "Count" >> beam.combiners.Count.PerElement()
              | "Format" >> beam.MapTuple(lambda key, n: json.dumps([*json.loads(key), n]))
              | "WriteCounts" >> beam.io.WriteToText(os.path.join(work, "counts"),
                                                      file_name_suffix=".jsonl"))
-        _ = (decoded.ok
+        _ = (placed.ok
              | "FingerprintLine" >> beam.Map(fingerprint_line)
              | "AllLines" >> beam.combiners.ToList()
              | "Digest" >> beam.Map(digest_lines)
              | "WriteFingerprint" >> beam.io.WriteToText(os.path.join(work, "fingerprint"),
                                                          file_name_suffix=".txt"))
-        parts = decoded.ok | "Split" >> beam.Partition(
+        parts = placed.ok | "Split" >> beam.Partition(
             lambda rec, _n: splits.index(rec[0]), len(splits))
         return {name: parts[i] | f"Example{name}" >> beam.Map(lambda rec: rec[2])
                 for i, name in enumerate(splits)}

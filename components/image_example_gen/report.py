@@ -1,4 +1,5 @@
-"""The ingestion report: what was found, ingested, rejected (with reasons) and ignored."""
+"""The ingestion report: what was found, ingested, rejected (with reasons) and ignored, and the
+duplicate groups (copies dropped by a policy are among the rejected, with the reason)."""
 from __future__ import annotations
 
 import json
@@ -7,6 +8,7 @@ from typing import Any, Dict
 
 import tensorflow as tf
 
+from components.image_example_gen import duplicates
 from components.image_example_gen.scan import DatasetError, ScanResult, check_classes
 
 REPORT_FILE = "ingestion_report.json"
@@ -37,16 +39,19 @@ def build(scan: ScanResult, work_dir: str) -> Dict[str, Any]:
     ingested = sum(entry["total"] for entry in splits.values())
     not_serveable = list(_read_jsonl(os.path.join(work_dir, "not_serveable*.jsonl")))
     found = len(scan.candidates) + len(scan.skipped)
+    dups = next(_read_jsonl(os.path.join(work_dir, "duplicates*.json")), None)
     return {
         "layout": scan.layout,
         "found": found,
         "ingested": ingested,
         "rejected": sorted(rejected, key=lambda r: r["path"]),
         "ignored": sorted(ignored, key=lambda r: r["path"]),
-        "warnings": list(scan.warnings) + _serving_warnings(not_serveable),
+        "warnings": (list(scan.warnings) + _serving_warnings(not_serveable)
+                     + (duplicates.warnings(dups) if dups else [])),
         "not_serveable": sorted(not_serveable, key=lambda r: r["path"]),
         "splits": dict(sorted(splits.items())),
         "classes": sorted({c for e in splits.values() for c in e["per_class"]}),
+        "duplicates": dups,
     }
 
 

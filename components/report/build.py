@@ -34,7 +34,8 @@ def serving_dir(model_uri: str) -> str:
 
 
 def data_section(summary: Dict[str, Any]) -> Dict[str, Any]:
-    """Counts per split and class, quarantined and ignored files, ingestion warnings."""
+    """Counts per split and class, quarantined and ignored files, ingestion warnings, duplicate
+    groups and label conflicts."""
     splits = list(summary["splits"])
     per_split = {s: summary["splits"][s]["per_class"] for s in splits}
     rows = [{"name": name, "counts": [per_split[s].get(name, 0) for s in splits],
@@ -44,7 +45,8 @@ def data_section(summary: Dict[str, Any]) -> Dict[str, Any]:
             "split_totals": [summary["splits"][s]["total"] for s in splits],
             "found": summary["found"], "ingested": summary["ingested"],
             "rejected": summary["rejected"], "ignored": summary["ignored"],
-            "warnings": summary.get("warnings", [])}
+            "warnings": summary.get("warnings", []),
+            "duplicates": summary.get("duplicates")}
 
 
 def evaluated_split(summary: Dict[str, Any]) -> str:

@@ -39,10 +39,14 @@ def summary(data: Dict[str, Any]) -> str:
         lines += ["", "## Failed thresholds", ""] + [f"- {_cell(line)}" for line in failed]
     if data.get("data"):
         d = data["data"]
+        dups = d.get("duplicates")
         lines += ["", "## Data", "",
                   f"found {d['found']}, ingested {d['ingested']}, rejected {len(d['rejected'])}, "
-                  f"ignored {len(d['ignored'])}", "",
-                  "| split | images |", "|---|---:|"]
+                  f"ignored {len(d['ignored'])}", ""]
+        if dups:
+            lines += [f"duplicate groups {len(dups['groups'])}, label conflicts "
+                      f"{dups['label_conflicts']}, copies dropped {dups['dropped']}", ""]
+        lines += ["| split | images |", "|---|---:|"]
         lines += [f"| {_cell(split)} | {total} |"
                   for split, total in zip(d["splits"], d["split_totals"])]
     if data["errors"]:

@@ -35,11 +35,15 @@ def png_header_only(width: int, height: int) -> bytes:
 
 
 def pattern(label_index: int, seed: int, size: int) -> np.ndarray:
-    """A synthetic RGB image whose stripe direction and hue depend on the class."""
+    """A synthetic RGB image whose stripe direction and hue depend on the class, with coarse
+    blotches from the seed, so two seeds give perceptually different images (not near-duplicates)."""
     rng = np.random.default_rng(seed)
     ramp = np.linspace(0, 255, size, dtype=np.float64)
     horizontal = label_index % 2 == 0
     stripes = np.tile(ramp, (size, 1)) if horizontal else np.tile(ramp[:, None], (1, size))
+    cell = -(-size // 4)
+    blotches = np.kron(rng.integers(0, 160, size=(4, 4)), np.ones((cell, cell)))[:size, :size]
+    stripes = 0.5 * stripes + blotches
     noise = rng.integers(0, 24, size=(size, size, 3))
     base = np.stack([stripes, stripes * 0.5, 255 - stripes], axis=-1)
     if label_index % 2:
@@ -59,21 +63,21 @@ def _encoded_png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _good_images(root: Path, good_per_class: int, size: int) -> Dict[str, str]:
+def _good_images(root: Path, good_per_class: int, size: int, seed: int) -> Dict[str, str]:
     """Write the good images (PNG for cats, JPEG for dogs, one nested, one unicode name)."""
     labels: Dict[str, str] = {}
     for index, label in enumerate(CLASSES):
         ext = ".png" if index == 0 else ".jpg"
         for number in range(good_per_class):
             rel = f"{label}/{label}_{number:03d}{ext}"
-            _save(root / rel, pattern(index, seed=100 * index + number, size=size))
+            _save(root / rel, pattern(index, seed=seed + 100 * index + number, size=size))
             labels[rel] = label
     nested = f"{CLASSES[1]}/indoor/nested_000.png"
     (root / nested).parent.mkdir(parents=True, exist_ok=True)
-    _save(root / nested, pattern(1, seed=999, size=size))
+    _save(root / nested, pattern(1, seed=seed + 999, size=size))
     labels[nested] = CLASSES[1]
     unicode_rel = f"{CLASSES[0]}/{UNICODE_NAME}"
-    _save(root / unicode_rel, pattern(0, seed=998, size=size))
+    _save(root / unicode_rel, pattern(0, seed=seed + 998, size=size))
     labels[unicode_rel] = CLASSES[0]
     return labels
 
@@ -108,8 +112,10 @@ def _ignored_files(root: Path, size: int) -> list:
     return [f"{cats}/README.txt", f"{dogs}/.DS_Store", "loose_in_root.png", "notes.csv"]
 
 
-def make_bad_tree(root: Union[Path, str], good_per_class: int = 4, size: int = 16) -> dict:
-    """Create the laced tree under ``root`` (absent or empty) and describe it.
+def make_bad_tree(root: Union[Path, str], good_per_class: int = 4, size: int = 16,
+                  seed: int = 0) -> dict:
+    """Create the laced tree under ``root`` (absent or empty) and describe it; trees made with
+    ``seed`` values 10,000 apart share no image.
 
     Returns ``{"good": n_good, "rejected": {rel_path: reason_substring},
     "ignored": [rel_paths], "empty_folders": [rel_paths], "labels": {good rel_path: class}}``.
@@ -119,7 +125,7 @@ def make_bad_tree(root: Union[Path, str], good_per_class: int = 4, size: int = 1
     root = Path(root)
     for label in (*CLASSES, EMPTY_CLASS):
         (root / label).mkdir(parents=True, exist_ok=True)
-    labels = _good_images(root, good_per_class, size)
+    labels = _good_images(root, good_per_class, size, seed)
     return {
         "good": len(labels),
         "rejected": _bad_files(root, size),

@@ -72,8 +72,8 @@ def test_bad_files_are_reported_with_reasons_and_counts_reconcile(tmp_path):
 
 
 def test_presplit_tree_keeps_test_apart_and_lends_eval_from_train(tmp_path):
-    for split in ("train", "test"):
-        make_bad_tree(tmp_path / "tmp" / split, good_per_class=20)
+    for offset, split in enumerate(("train", "test")):
+        make_bad_tree(tmp_path / "tmp" / split, good_per_class=20, seed=10_000 * offset)
         root = tmp_path / "data" / split
         root.mkdir(parents=True)
         for cls in ("cats", "dogs"):

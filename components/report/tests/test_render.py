@@ -47,3 +47,30 @@ def test_a_refused_serving_check_says_why_the_model_was_not_pushed():
     assert 'id="serving-check" class="fail">FAILED' in html
     assert "warmup request 0 failed &lt;here&gt;" in html
     assert "not pushed" in html
+
+
+def test_duplicate_groups_and_label_conflicts_are_listed():
+    """The ingestion report's duplicates section, as ``duplicates.summary`` writes it."""
+    from components.image_example_gen import duplicates
+
+    def entry(path, label, split, dropped=None):
+        return {"path": path, "label": label, "source_split": None, "split": split,
+                "hash_distance": 2, "similarity": 0.9981, "dropped": dropped,
+                "dropped_for": "label_conflict" if dropped else None}
+
+    groups = [{"group": "dup-aaaa", "labels": {"bag": 1, "coat": 1}, "label_conflict": True,
+               "straddles_splits": False,
+               "members": [entry("bag/1.png", "bag", None, "label conflict <both>"),
+                           entry("coat/1.jpg", "coat", None, "label conflict <both>")]},
+              {"group": "dup-bbbb", "labels": {"bag": 2}, "label_conflict": False,
+               "straddles_splits": False,
+               "members": [entry("bag/2.png", "bag", "train"), entry("bag/2.jpg", "bag", "train")]}]
+    run = _partial_run([])
+    run["data"]["duplicates"] = duplicates.summary(groups, duplicates.Settings())
+    html = render.render(run)
+    assert "Duplicates (2 groups, 1 label conflicts)" in html
+    assert html.count("<code>bag/2.jpg</code>") == 1 and "label conflict &lt;both&gt;" in html
+    assert "2 files dropped" in html
+    from components.report import markdown
+
+    assert "duplicate groups 2, label conflicts 1, copies dropped 2" in markdown.summary(run)
