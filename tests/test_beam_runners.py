@@ -9,6 +9,7 @@ tested in ``test_beam_external.py``.
 import os
 from pathlib import Path
 
+import click
 import pytest
 import tensorflow as tf
 from google.protobuf import message
@@ -20,6 +21,7 @@ from components.image_example_gen import executor, report
 from components.image_example_gen.component import ImageExampleGen
 from components.image_example_gen.tests.badfiles import make_bad_tree
 from components.transform import features
+from pipeline.cli_options import make_config
 from pipeline.config import CUSTOM_CONFIG_KEY, REPO_ROOT, ConfigError, load_config
 from pipeline.pipeline import beam_pipeline_args
 from tests import beam_services
@@ -120,6 +122,19 @@ def test_environment_settings_become_beam_args():
         "--environment_config=registry/lensflow:0.1.0", "--flink_master=flink:8081"]
     assert beam_pipeline_args(load_config(None, {"beam.runner": "SparkRunner"})) == [
         "--runner=SparkRunner"]
+
+
+def test_the_readme_command_line_reaches_the_beam_args():
+    cfg = make_config(None, "/tmp/lensflow-home", sets=[
+        "beam.runner=PortableRunner", "beam.job_endpoint=localhost:8099",
+        "beam.environment_type=EXTERNAL", "beam.environment_config=localhost:50000"])
+    assert beam_pipeline_args(cfg) == [
+        "--runner=PortableRunner", "--job_endpoint=localhost:8099",
+        "--environment_type=EXTERNAL", "--environment_config=localhost:50000"]
+    with pytest.raises(click.UsageError, match="beam.environment_config"):
+        make_config(None, "/tmp/lensflow-home", sets=[
+            "beam.runner=FlinkRunner", "beam.environment_type=PROCESS",
+            'beam.environment_config={"command": "/opt/apache/beam/boot"}'])
 
 
 PORTABLE = {"beam.runner": "PortableRunner", "beam.job_endpoint": "localhost:8099"}
