@@ -75,9 +75,9 @@ def _fail_or_skip(name: str, process: subprocess.Popen, log: Path) -> None:
 def job_service(workdir: Path) -> Iterator[str]:
     """Beam's local job service; yields its ``localhost:port`` endpoint."""
     port_file, log = workdir / "port", workdir / "job_service.log"
-    process = _start([sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
-                      "--port", "0", "--port_file", str(port_file)],
-                     log=log, env=dict(os.environ), cwd=workdir)
+    command = [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
+               "--port", "0", "--port_file", str(port_file)]
+    process = _start(command, log=log, env=dict(os.environ), cwd=workdir)
     try:
         deadline = time.monotonic() + START_S
         while not port_file.exists():

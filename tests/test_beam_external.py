@@ -25,11 +25,15 @@ from tfx.utils import proto_utils
 
 from components.image_example_gen import report
 from components.image_example_gen.tests.badfiles import make_bad_tree
+from components.transform import features
 from pipeline.config import CURATED_SCHEMA, load_config
 from pipeline.pipeline import beam_pipeline_args, create_pipeline
 from tests import beam_services
 
-TINY = {"image.size": 8, "data.split_buckets": {"train": 2, "eval": 1, "test": 1}}
+# Workers with lensflow's environment have TFX: naming their image (docs/BEAM.md) keeps TFX from
+# building and staging an sdist of itself at every Beam step.
+TINY = {"image.size": 8, "data.split_buckets": {"train": 2, "eval": 1, "test": 1},
+        "beam.extra_args": ["--sdk_container_image=lensflow:under-test"]}
 
 
 @pytest.fixture(scope="module")
@@ -124,15 +128,6 @@ def external(tree, services, tmp_path_factory):
                      tree[0], tmp_path_factory.mktemp("external_run"))
 
 
-def test_beam_args_name_the_worker_pool(services):
-    cfg = load_config(None, {"beam.runner": "PortableRunner", "beam.job_endpoint": services["job"],
-                             "beam.environment_type": "EXTERNAL",
-                             "beam.environment_config": services["pool"]})
-    assert beam_pipeline_args(cfg) == [
-        "--runner=PortableRunner", f"--job_endpoint={services['job']}",
-        "--environment_type=EXTERNAL", f"--environment_config={services['pool']}"]
-
-
 @pytest.mark.timeout(900)
 @pytest.mark.slow
 def test_ingestion_on_external_workers_matches_direct(direct, external, tree, services):
@@ -152,12 +147,15 @@ def test_ingestion_on_external_workers_matches_direct(direct, external, tree, se
 @pytest.mark.slow
 def test_transform_on_external_workers_matches_direct(direct, external):
     assert assets(external["transform_graph"]) == assets(direct["transform_graph"])
-    assert b"cats" in assets(direct["transform_graph"])["transform_fn/assets/label"]
+    vocabulary = assets(direct["transform_graph"])["transform_fn/assets/label"].split()
+    train = [tf.train.Example.FromString(row) for row in records(direct["examples"])["train"]]
+    train_labels = {row.features.feature[features.LABEL_KEY].bytes_list.value[0] for row in train}
+    assert sorted(vocabulary) == sorted(train_labels)
     transformed = records(external["transformed_examples"])
     assert transformed == records(direct["transformed_examples"])
     assert {split: len(rows) for split, rows in transformed.items()} == {
         split: len(rows) for split, rows in records(direct["examples"]).items()}
     for key in ("pre_transform_stats", "post_transform_stats"):
         assert statistics(external[key]) == statistics(direct[key])
-    ingested = report.read(direct["examples"].uri)["ingested"]
-    assert f"num_examples: {ingested}\n" in statistics(direct["pre_transform_stats"])
+    analysed = len(records(direct["examples"])["train"])
+    assert f"num_examples: {analysed}\n" in statistics(direct["pre_transform_stats"])
