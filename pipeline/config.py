@@ -196,12 +196,22 @@ class ServingCheckConfig:
 
 @dataclass
 class BeamConfig:
-    """Beam runner for the Beam-powered components."""
+    """Beam runner for the Beam-powered components (ImageExampleGen, StatisticsGen, Transform,
+    Evaluator).
+
+    ``environment_type`` says where a portable runner (PortableRunner, FlinkRunner, SparkRunner)
+    runs lensflow's code: ``LOOPBACK`` in the launching process (PortableRunner's default here),
+    ``EXTERNAL`` in a Beam worker pool at ``environment_config`` (host:port), ``DOCKER`` in the SDK
+    container image ``environment_config`` (lensflow's image), ``PROCESS`` by the boot command in
+    ``environment_config`` (Beam's JSON form). Unset, Flink and Spark keep Beam's own default.
+    """
 
     runner: str = "DirectRunner"
     direct_num_workers: int = 1
     direct_running_mode: str = "in_memory"
     job_endpoint: Optional[str] = None
+    environment_type: Optional[str] = None
+    environment_config: Optional[str] = None
     extra_args: List[str] = field(default_factory=list)
 
 
@@ -477,9 +487,51 @@ def _validate_beam(beam: BeamConfig) -> None:
         raise ConfigError(f"beam.direct_num_workers={beam.direct_num_workers}; must be at least 1")
     if beam.runner == "PortableRunner" and not beam.job_endpoint:
         raise ConfigError("beam.runner=PortableRunner needs beam.job_endpoint (host:port)")
+    _validate_beam_environment(beam)
     if not isinstance(beam.extra_args, list) or not all(
             isinstance(arg, str) and arg.startswith("--") for arg in beam.extra_args):
         raise ConfigError(f"beam.extra_args={beam.extra_args!r}; expected a list of '--flag=value'")
+
+
+BEAM_PORTABLE_RUNNERS = ("PortableRunner", "FlinkRunner", "SparkRunner")
+BEAM_ENVIRONMENTS = {
+    "LOOPBACK": None,
+    "EXTERNAL": "the worker pool's host:port",
+    "DOCKER": "the SDK container image (lensflow's image, built from kubeflow/Dockerfile)",
+    "PROCESS": 'the boot command as JSON, e.g. {"command": "/opt/apache/beam/boot"}',
+}
+
+
+def _validate_beam_environment(beam: BeamConfig) -> None:
+    """Where portable runners run lensflow's code; each kind but LOOPBACK says where."""
+    kind, where = beam.environment_type, beam.environment_config
+    if kind is None:
+        if where is not None:
+            raise ConfigError("beam.environment_config is set but beam.environment_type is not")
+        return
+    if kind not in BEAM_ENVIRONMENTS:
+        raise ConfigError(f"beam.environment_type={kind!r}; choose one of "
+                          f"{', '.join(BEAM_ENVIRONMENTS)}")
+    if beam.runner not in BEAM_PORTABLE_RUNNERS:
+        raise ConfigError(f"beam.environment_type applies to {', '.join(BEAM_PORTABLE_RUNNERS)}, "
+                          f"not beam.runner={beam.runner} (DataflowRunner takes lensflow's image "
+                          "as --sdk_container_image in beam.extra_args)")
+    needed = BEAM_ENVIRONMENTS[kind]
+    if needed and not where:
+        raise ConfigError(f"beam.environment_type={kind} needs beam.environment_config: {needed}")
+    if not needed and where:
+        raise ConfigError(f"beam.environment_type={kind} takes no beam.environment_config")
+    if kind == "EXTERNAL" and not re.fullmatch(r"[^\s:/]+:\d{1,5}", where):
+        raise ConfigError(f"beam.environment_config={where!r}; EXTERNAL needs the worker pool's "
+                          "host:port")
+    if kind == "PROCESS":
+        try:
+            command = json.loads(where).get("command")
+        except (ValueError, AttributeError):
+            command = None
+        if not command:
+            raise ConfigError(f"beam.environment_config={where!r}; PROCESS needs "
+                              f"{BEAM_ENVIRONMENTS['PROCESS']}")
 
 
 PIPELINE_ROOT_SCHEMES = ("gs", "s3")

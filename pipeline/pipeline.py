@@ -45,7 +45,9 @@ def transform_config(cfg: LensflowConfig) -> str:
 
 
 def beam_pipeline_args(cfg: LensflowConfig) -> List[str]:
-    """Beam options for the Beam-powered components, from ``config.beam``."""
+    """Beam options for the Beam-powered components, from ``config.beam``: PortableRunner runs
+    lensflow's code in the launching process (LOOPBACK) unless ``beam.environment_type`` names
+    workers elsewhere."""
     beam = cfg.beam
     args = [f"--runner={beam.runner}"]
     if beam.runner == "DirectRunner":
@@ -54,7 +56,13 @@ def beam_pipeline_args(cfg: LensflowConfig) -> List[str]:
     if beam.runner == "PortableRunner":
         if not beam.job_endpoint:
             raise ValueError("beam.job_endpoint is required with PortableRunner")
-        args += [f"--job_endpoint={beam.job_endpoint}", "--environment_type=LOOPBACK"]
+        args.append(f"--job_endpoint={beam.job_endpoint}")
+    environment = beam.environment_type or (
+        "LOOPBACK" if beam.runner == "PortableRunner" else None)
+    if environment:
+        args.append(f"--environment_type={environment}")
+    if beam.environment_config:
+        args.append(f"--environment_config={beam.environment_config}")
     return args + list(beam.extra_args)
 
 

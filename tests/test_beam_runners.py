@@ -3,14 +3,13 @@
 The same laced image tree (good, corrupt and stray files) is ingested under DirectRunner
 in_memory, DirectRunner multi_processing with 2 worker processes, and PortableRunner against
 Beam's pure-Python local job service (LOOPBACK workers); each must give the same ingestion
-report and the same examples per split.
+report and the same examples per split. Workers outside the launching process (EXTERNAL) are
+tested in ``test_beam_external.py``.
 """
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+import click
 import pytest
 import tensorflow as tf
 from google.protobuf import message
@@ -22,10 +21,11 @@ from components.image_example_gen import executor, report
 from components.image_example_gen.component import ImageExampleGen
 from components.image_example_gen.tests.badfiles import make_bad_tree
 from components.transform import features
+from pipeline.cli_options import make_config
 from pipeline.config import CUSTOM_CONFIG_KEY, REPO_ROOT, ConfigError, load_config
 from pipeline.pipeline import beam_pipeline_args
+from tests import beam_services
 
-JOB_SERVICE_START_S = 90
 # the laced tree has ten good images: even buckets keep every split non-empty
 SPLITS = {"data.split_buckets": {"train": 1, "eval": 1, "test": 1}}
 
@@ -39,25 +39,8 @@ def tree(tmp_path_factory):
 @pytest.fixture(scope="module")
 def job_endpoint(tmp_path_factory):
     """Beam's local job service as a subprocess on localhost; always stopped afterwards."""
-    port_file = tmp_path_factory.mktemp("job_service") / "port"
-    service = subprocess.Popen(
-        [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
-         "--port", "0", "--port_file", str(port_file)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + JOB_SERVICE_START_S
-        while not port_file.exists():
-            if service.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"local job service did not start (exit code {service.poll()})")
-            time.sleep(0.2)
-        yield f"localhost:{port_file.read_text().strip()}"
-    finally:
-        service.terminate()
-        try:
-            service.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            service.kill()
-            service.wait(timeout=15)
+    with beam_services.job_service(tmp_path_factory.mktemp("job_service")) as endpoint:
+        yield endpoint
 
 
 def ingest(cfg, data_root: Path, out: Path):
@@ -134,8 +117,47 @@ def test_extra_args_pass_through_for_other_runners():
     assert beam_pipeline_args(cfg) == ["--runner=DataflowRunner"] + extra
 
 
+def test_environment_settings_become_beam_args():
+    docker = load_config(None, {"beam.runner": "FlinkRunner", "beam.environment_type": "DOCKER",
+                                "beam.environment_config": "registry/lensflow:0.1.0",
+                                "beam.extra_args": ["--flink_master=flink:8081"]})
+    assert beam_pipeline_args(docker) == [
+        "--runner=FlinkRunner", "--environment_type=DOCKER",
+        "--environment_config=registry/lensflow:0.1.0", "--flink_master=flink:8081"]
+    assert beam_pipeline_args(load_config(None, {"beam.runner": "SparkRunner"})) == [
+        "--runner=SparkRunner"]
+
+
+def test_the_readme_command_line_reaches_the_beam_args():
+    cfg = make_config(None, "/tmp/lensflow-home", sets=[
+        "beam.runner=PortableRunner", "beam.job_endpoint=localhost:8099",
+        "beam.environment_type=EXTERNAL", "beam.environment_config=localhost:50000"])
+    assert beam_pipeline_args(cfg) == [
+        "--runner=PortableRunner", "--job_endpoint=localhost:8099",
+        "--environment_type=EXTERNAL", "--environment_config=localhost:50000"]
+    with pytest.raises(click.UsageError, match="beam.environment_config"):
+        make_config(None, "/tmp/lensflow-home", sets=[
+            "beam.runner=FlinkRunner", "beam.environment_type=PROCESS",
+            'beam.environment_config={"command": "/opt/apache/beam/boot"}'])
+
+
+PORTABLE = {"beam.runner": "PortableRunner", "beam.job_endpoint": "localhost:8099"}
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"beam.runner": "PortableRunner"}, "job_endpoint"),
+    ({**PORTABLE, "beam.environment_type": "EXTERNAL"}, "environment_config: the worker pool"),
+    ({**PORTABLE, "beam.environment_type": "EXTERNAL", "beam.environment_config": "pool"},
+     "host:port"),
+    ({**PORTABLE, "beam.environment_type": "DOCKER"}, "SDK container image"),
+    ({**PORTABLE, "beam.environment_type": "PROCESS", "beam.environment_config": "boot"},
+     "boot command as JSON"),
+    ({**PORTABLE, "beam.environment_type": "LOOPBACK", "beam.environment_config": "x:1"},
+     "takes no"),
+    ({**PORTABLE, "beam.environment_type": "SUBPROCESS"}, "choose one of"),
+    ({**PORTABLE, "beam.environment_config": "localhost:50000"}, "environment_type is not"),
+    ({"beam.environment_type": "EXTERNAL", "beam.environment_config": "localhost:50000"},
+     "sdk_container_image"),
     ({"beam.runner": "SparkRunner", "beam.extra_args": "--spark_master_url=x"}, "extra_args"),
     ({"beam.runner": "LocalRunner"}, "choose one of"),
 ])

@@ -6,6 +6,7 @@ KFP REST API (``tests/kfp_standin.py``) that records what the client sent. No cl
 """
 import json
 import re
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -323,10 +324,25 @@ def test_dockerfile_matches_the_lock_and_the_config():
     assert "pip install --no-cache-dir --no-deps ." in runs
     env = " ".join(arg for op, arg in instructions if op == "ENV")
     assert "TF_USE_LEGACY_KERAS=1" in env.split()
-    copied = [src for op, arg in instructions if op == "COPY" for src in arg.split()[:-1]]
+    copied = [src for op, arg in instructions if op == "COPY" and not arg.startswith("--from=")
+              for src in arg.split()[:-1]]
     assert {"pipeline", "components", "schemas", "requirements.lock", "setup.py"} <= set(copied)
     for source in copied:
         assert (REPO_ROOT / source).exists(), source
+
+
+def test_dockerfile_is_a_beam_sdk_container_of_the_pinned_beam():
+    """DOCKER / EXTERNAL Beam workers and Dataflow start lensflow's image through Beam's boot
+    launcher, which must come from the apache-beam the image installs."""
+    import apache_beam
+
+    instructions = dockerfile_instructions()
+    python = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    sdk = f"apache/beam_{python}_sdk:{apache_beam.__version__}"
+    assert ["COPY", f"--from={sdk} /opt/apache/beam /opt/apache/beam"] in instructions
+    assert ["ENTRYPOINT", '["/opt/apache/beam/boot"]'] in instructions
+    assert f"apache-beam=={apache_beam.__version__}" in (
+        REPO_ROOT / "requirements.lock").read_text().split()
 
 
 def submit(args, **standin):
