@@ -26,7 +26,7 @@ from components.pusher.component import LensflowPusher
 from components.report.component import RunReport
 from components.serving_check.component import ServingCheck
 from pipeline.object_store import ensure_filesystem, is_uri
-from pipeline.config import CURATED_SCHEMA, CUSTOM_CONFIG_KEY, LensflowConfig
+from pipeline.config import CURATED_SCHEMA, CUSTOM_CONFIG_KEY, REPO_ROOT, LensflowConfig
 
 PREPROCESSING_FN = "components.transform.preprocessing.preprocessing_fn"
 RUN_FN = "components.trainer.run.run_fn"
@@ -44,15 +44,21 @@ def transform_config(cfg: LensflowConfig) -> str:
     return json.dumps({"image": image, "data": data}, sort_keys=True)
 
 
-def beam_pipeline_args(cfg: LensflowConfig) -> List[str]:
+def beam_pipeline_args(cfg: LensflowConfig, code_root: Optional[str] = None) -> List[str]:
     """Beam options for the Beam-powered components, from ``config.beam``: PortableRunner runs
     lensflow's code in the launching process (LOOPBACK) unless ``beam.environment_type`` names
-    workers elsewhere."""
+    workers elsewhere. ``code_root``: where lensflow's repository is for the tasks (default:
+    this checkout; a container image's folder when compiling for Kubeflow)."""
     beam = cfg.beam
     args = [f"--runner={beam.runner}"]
     if beam.runner == "DirectRunner":
         args += [f"--direct_running_mode={beam.direct_running_mode}",
                  f"--direct_num_workers={beam.direct_num_workers}"]
+        # DirectRunner's workers import lensflow and TFX from this environment and stage
+        # nothing, but without a dependency flag TFX builds an sdist of itself before every
+        # Beam step (seconds each); lensflow's own setup.py, never read here, skips that build.
+        if not _names_dependencies(beam.extra_args):
+            args.append(f"--setup_file={posixpath.join(code_root or str(REPO_ROOT), 'setup.py')}")
     if beam.runner == "PortableRunner":
         if not beam.job_endpoint:
             raise ValueError("beam.job_endpoint is required with PortableRunner")
@@ -64,6 +70,15 @@ def beam_pipeline_args(cfg: LensflowConfig) -> List[str]:
     if beam.environment_config:
         args.append(f"--environment_config={beam.environment_config}")
     return args + list(beam.extra_args)
+
+
+# Beam flags that tell TFX how its code reaches the workers (tfx.utils.dependency_utils).
+_DEPENDENCY_FLAGS = ("--extra_package", "--setup_file", "--requirements_file",
+                     "--worker_harness_container_image", "--sdk_container_image")
+
+
+def _names_dependencies(extra_args) -> bool:
+    return any(arg.startswith(_DEPENDENCY_FLAGS) for arg in extra_args)
 
 
 def dataset_fingerprint(cfg: LensflowConfig) -> str:
@@ -158,9 +173,10 @@ def input_base(cfg: LensflowConfig) -> str:
 def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
                     pipeline_root: Optional[str] = None, serving_dir: Optional[str] = None,
                     data_root: Optional[str] = None,
-                    schema_file: Optional[str] = None, offline: bool = False) -> tfx.dsl.Pipeline:
+                    schema_file: Optional[str] = None, offline: bool = False,
+                    code_root: Optional[str] = None) -> tfx.dsl.Pipeline:
     """Build the TFX pipeline for ``cfg``; runners supply metadata, roots and, for a container
-    image, where the curated schema lives in it. ``offline``: the data and the serving
+    image, where the curated schema and the code (``code_root``) live in it. ``offline``: the data and the serving
     directory are not read while building (Kubeflow compiles where its pods' paths and buckets
     are not reachable; its ingestion and baseline are never cached anyway)."""
     custom = {CUSTOM_CONFIG_KEY: cfg.to_json(TRAINER_KEYS)}
@@ -254,4 +270,4 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
         components=components,
         enable_cache=cfg.enable_cache,
         metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=beam_pipeline_args(cfg))
+        beam_pipeline_args=beam_pipeline_args(cfg, code_root))

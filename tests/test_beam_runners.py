@@ -164,3 +164,14 @@ PORTABLE = {"beam.runner": "PortableRunner", "beam.job_endpoint": "localhost:809
 def test_bad_beam_settings_fail_when_the_config_loads(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, overrides)
+
+
+def test_direct_runner_spares_tfx_building_itself_before_each_step():
+    """With a dependency flag TFX passes the args through instead of building an sdist of itself
+    (``dependency_utils.make_beam_dependency_flags``); a user's own flag is kept alone."""
+    from tfx.utils import dependency_utils
+
+    args = beam_pipeline_args(load_config(None, {}))
+    assert dependency_utils.make_beam_dependency_flags(args) == args
+    own = load_config(None, {"beam.extra_args": ["--extra_package=/tmp/x.tar.gz"]})
+    assert not [arg for arg in beam_pipeline_args(own) if arg.startswith("--setup_file")]

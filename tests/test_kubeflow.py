@@ -112,8 +112,10 @@ def test_every_component_runs_the_image_with_the_tfx_entrypoint(compiled):
         cls = expected[name]
         assert class_path == f"{cls.__module__}.{cls.__name__}"
         assert import_utils.import_class_by_path(class_path) is cls
-        assert args[-len(beam_pipeline_args(compiled.cfg)):] == beam_pipeline_args(compiled.cfg)
-    assert "--direct_num_workers=2" in beam_pipeline_args(compiled.cfg)
+        beam = beam_pipeline_args(compiled.cfg, compiled.cfg.kubeflow.workdir)
+        assert args[-len(beam):] == beam
+    assert "--direct_num_workers=2" in beam
+    assert f"--setup_file={compiled.cfg.kubeflow.workdir}/setup.py" in beam
 
 
 def test_no_resolver_executor_and_the_guard_rejects_one(compiled):

@@ -69,7 +69,8 @@ def build_pipeline(cfg: LensflowConfig):
     data_root = posixpath.dirname(data.manifest) if data.manifest else data.path
     pipeline = create_pipeline(remote, pipeline_root=cfg.kubeflow.pipeline_root,
                                serving_dir=cfg.kubeflow.serving_dir, data_root=data_root,
-                               schema_file=image_schema_file(cfg), offline=True)
+                               schema_file=image_schema_file(cfg), offline=True,
+                               code_root=cfg.kubeflow.workdir)
     tasks = [component.id for component in pipeline.components]
     unknown = sorted(set(cfg.kubeflow.resources) - set(tasks) - {"default"})
     if unknown:
