@@ -1,6 +1,6 @@
 """``create_pipeline(config) -> tfx.dsl.Pipeline``: the wiring, and nothing but the wiring.
 
-ImageExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> DataGate ->
+ImageExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator, DriftCheck -> DataGate ->
 Transform -> [Tuner] -> Trainer -> ServingBaseline -> Evaluator -> ServingCheck -> Pusher ->
 RunReport.
 Module code is referenced by module path, so the same pipeline runs locally and in the
@@ -16,6 +16,7 @@ from typing import List, Optional
 
 from tfx import v1 as tfx
 
+from components.data_validation.drift import DriftCheck
 from components.data_validation.gate import DataGate
 from components.evaluator.baseline import ServingBaseline, baseline_version
 from components.evaluator.eval_config import build_eval_config
@@ -126,9 +127,17 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"])
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    serving = serving_dir or cfg.serving_dir
+    serving_state = baseline_version(os.path.join(serving, cfg.push.model_name), cache_key,
+                                     field="cache_key") or "none"
+    drift_check = DriftCheck(
+        examples=example_gen.outputs["examples"], statistics=statistics_gen.outputs["statistics"],
+        serving_dir=serving, model_name=cfg.push.model_name, settings_fingerprint=settings,
+        serving_state=serving_state, drift_config=cfg.to_json(["drift"]))
     gate = DataGate(statistics=statistics_gen.outputs["statistics"],
                     schema=schema_gen.outputs["schema"],
-                    anomalies=example_validator.outputs["anomalies"])
+                    anomalies=example_validator.outputs["anomalies"],
+                    drift=drift_check.outputs["drift"])
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=gate.outputs["validated_schema"],
@@ -136,7 +145,8 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
         splits_config=tfx.proto.SplitsConfig(
             analyze=["train"], transform=sorted({"train", "eval", evaluation_split(cfg)})),
         custom_config={CUSTOM_CONFIG_KEY: transform_config(cfg)})
-    components = [example_gen, schema_gen, statistics_gen, example_validator, gate, transform]
+    components = [example_gen, schema_gen, statistics_gen, example_validator, drift_check, gate,
+                  transform]
 
     hyperparameters = None
     if cfg.tuner.enabled:
@@ -159,12 +169,10 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config=custom)
-    serving = serving_dir or cfg.serving_dir
     baseline = ServingBaseline(
         examples=example_gen.outputs["examples"], serving_dir=serving,
         model_name=cfg.push.model_name, settings_fingerprint=settings,
-        serving_state=baseline_version(os.path.join(serving, cfg.push.model_name), cache_key,
-                                       field="cache_key") or "none")
+        serving_state=serving_state)
     evaluator = LensflowEvaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
@@ -181,6 +189,7 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
         start_server=int(cfg.serving_check.enabled))
     pusher = LensflowPusher(
         examples=example_gen.outputs["examples"],
+        statistics=statistics_gen.outputs["statistics"],
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         infra_blessing=serving_check.outputs["infra_blessing"],
@@ -194,7 +203,7 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
         model_run=trainer.outputs["model_run"], evaluation=evaluator.outputs["evaluation"],
         blessing=evaluator.outputs["blessing"], pushed_model=pusher.outputs["pushed_model"],
-        evaluation_split=evaluation_split(cfg))
+        drift=drift_check.outputs["drift"], evaluation_split=evaluation_split(cfg))
     components += [trainer, baseline, evaluator, serving_check, pusher, report]
 
     return tfx.dsl.Pipeline(

@@ -5,7 +5,9 @@ folder that check served and validated (the trained model plus its warmup reques
 the Trainer's export, and only when both blessings say yes.
 
 It also takes the Examples artifact the model was trained from, to record the training
-fingerprint (``components.pusher.fingerprint``) computed at run time.
+fingerprint (``components.pusher.fingerprint``) computed at run time, and optionally their
+statistics, whose ``train`` split each version carries for later drift checks
+(``components.pusher.training_statistics``).
 """
 from __future__ import annotations
 
@@ -23,13 +25,14 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ChannelParameter
 from tfx.utils import json_utils, path_utils, proto_utils
 
-from components.pusher import models_config, versions
+from components.pusher import models_config, training_statistics, versions
 from components.pusher.fingerprint import data_fingerprint_of, training_fingerprint
 
 
 ALREADY_SERVING = "already_serving"
 HAS_MODEL = "has_model"       # TFX's InfraBlessing flag: the blessing holds the model to push
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
+STATISTICS_KEY = standard_component_specs.STATISTICS_KEY
 
 
 class Executor(tfx_executor.Executor):
@@ -63,7 +66,12 @@ class Executor(tfx_executor.Executor):
                       data_fingerprint_of(examples), custom.get("settings_fingerprint", "")),
                   "cache_key": custom.get("cache_key", ""),
                   "model_uri": trained, "pushed_at": time.time()}
-        version, final = versions.publish_next(model_path, base, record=record)
+        added = {}
+        if input_dict.get(STATISTICS_KEY):
+            statistics = artifact_utils.get_single_instance(input_dict[STATISTICS_KEY])
+            added[training_statistics.PATH_IN_VERSION] = training_statistics.read_split(statistics)
+            record[training_statistics.RECORD_FIELD] = training_statistics.PATH_IN_VERSION
+        version, final = versions.publish_next(model_path, base, record=record, added=added)
         serving_dir = custom.get("serving_dir", os.path.dirname(base))
         name = custom.get("model_name", os.path.basename(base))
         try:
@@ -86,14 +94,16 @@ class Executor(tfx_executor.Executor):
 
 
 class LensflowPusherSpec(standard_component_specs.PusherSpec):
-    """TFX's Pusher spec plus the Examples the model was trained from."""
+    """TFX's Pusher spec plus the Examples the model was trained from (and their statistics)."""
 
     INPUTS = {**standard_component_specs.PusherSpec.INPUTS,
-              EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
+              EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+              STATISTICS_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics,
+                                               optional=True)}
 
 
 class LensflowPusher(Pusher):
-    """Pusher with the lensflow executor; TFX's inputs plus ``examples``."""
+    """Pusher with the lensflow executor; TFX's inputs plus ``examples`` (and ``statistics``)."""
 
     SPEC_CLASS = LensflowPusherSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
@@ -101,8 +111,9 @@ class LensflowPusher(Pusher):
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel,
                  model_blessing: types.BaseChannel,
                  push_destination: pusher_pb2.PushDestination, custom_config: dict,
-                 infra_blessing: Optional[types.BaseChannel] = None):
+                 infra_blessing: Optional[types.BaseChannel] = None,
+                 statistics: Optional[types.BaseChannel] = None):
         base_component.BaseComponent.__init__(self, spec=LensflowPusherSpec(
-            examples=examples, model=model, model_blessing=model_blessing,
+            examples=examples, statistics=statistics, model=model, model_blessing=model_blessing,
             infra_blessing=infra_blessing, push_destination=push_destination, custom_config=json_utils.dumps(custom_config),
             pushed_model=types.Channel(type=standard_artifacts.PushedModel)))
