@@ -137,7 +137,7 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
     gate = DataGate(statistics=statistics_gen.outputs["statistics"],
                     schema=schema_gen.outputs["schema"],
                     anomalies=example_validator.outputs["anomalies"],
-                    drift=drift_check.outputs["drift"])
+                    drift=drift_check.outputs["drift"] if cfg.drift.policy == "gate" else None)
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=gate.outputs["validated_schema"],

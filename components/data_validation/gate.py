@@ -5,8 +5,8 @@ per split, and adds the one rule a curated schema cannot hold for arbitrary fold
 domain. The curated schema file is static, so the gate adds the labels of the ``train`` split
 to it as a string domain when it runs, validates every other split against that schema with
 TFDV (a label never seen in training is an anomaly), and passes this schema on to Transform and
-the Trainer. It also stops on the drift check's reasons (``drift.py``, only with
-``drift.policy: gate``).
+the Trainer. With ``drift.policy: gate`` it also stops on the drift check's reasons
+(``drift.py``).
 """
 
 import os
@@ -56,12 +56,6 @@ def label_counts(stats) -> Dict[str, int]:
             return {bucket.label: int(bucket.sample_count)
                     for bucket in feature.string_stats.rank_histogram.buckets}
     return {}
-
-
-def label_values(statistics_artifact) -> Dict[str, Dict[str, int]]:
-    """Label value counts per split from StatisticsGen's rank histogram."""
-    return {split: label_counts(stats)
-            for split, stats in split_statistics(statistics_artifact).items()}
 
 
 def with_label_domain(schema: schema_pb2.Schema, labels) -> schema_pb2.Schema:
@@ -118,10 +112,13 @@ def read_schema(schema_artifact) -> schema_pb2.Schema:
 def DataGate(statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
              schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
              anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
-             drift: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
-             validated_schema: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Schema]):
+             validated_schema: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Schema],
+             drift: tfx.dsl.components.InputArtifact[
+                 tfx.types.standard_artifacts.ExampleAnomalies] = None):
     """Raise DataGateError listing every reason to stop; otherwise pass the schema on, with
-    the label domain of the training split."""
+    the label domain of the training split. ``drift`` (the drift check's verdict) is wired only
+    with ``drift.policy: gate``, so a report-only drift check never invalidates the cached gate
+    and Transform."""
     reasons = stop_reasons(statistics, anomalies, schema, drift)
     if reasons:
         raise DataGateError("the data failed validation:\n  - " + "\n  - ".join(reasons))

@@ -192,3 +192,16 @@ def _fingerprint_of_this_run():
     from components.pusher.fingerprint import training_fingerprint
 
     return training_fingerprint("this run's data", "s")
+
+
+@pytest.mark.parametrize("policy, gated", [("report-only", False), ("gate", True)])
+def test_the_gate_waits_for_the_drift_verdict_only_when_it_gates(tmp_path, policy, gated):
+    """Report-only keeps the drift check off the path to Transform, so a new serving version or
+    changed training settings (which re-run the check) leave the gate and Transform cached."""
+    from pipeline.pipeline import create_pipeline
+
+    cfg = load_config(None, {"home": str(tmp_path), "drift.policy": policy})
+    nodes = {node.id: node for node in create_pipeline(cfg).components}
+    assert ("drift" in nodes["DataGate"].inputs) is gated
+    assert "drift" in nodes["RunReport"].inputs
+    assert "statistics" in nodes["LensflowPusher"].inputs
