@@ -1,9 +1,13 @@
 """Drift against the serving model's data on the shared end-to-end run: the first run has no
 serving version to compare with, the version it pushed carries its training statistics, and a
 later run's data is compared with them (unchanged data: no drift; three classes removed: the
-label distribution drifts and, with ``drift.policy: gate``, the data gate stops)."""
+label distribution drifts and, with ``drift.policy: gate``, the data gate stops), and a real
+``lensflow run`` on drifted data stops before Transform with the reason."""
+import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -16,7 +20,8 @@ from components.pusher import training_statistics, versions
 from components.pusher.fingerprint import DATA_FINGERPRINT
 from components.transform import features
 from pipeline import summary as run_summary
-from pipeline.config import LensflowConfig
+from pipeline import outcome
+from pipeline.config import REPO_ROOT, SAMPLE_DATA, LensflowConfig
 
 ATTRIBUTES = [features.LABEL_KEY, features.SIZE_BUCKET_KEY, features.BRIGHTNESS_BUCKET_KEY,
               features.WIDTH_KEY, features.HEIGHT_KEY, features.CHANNELS_KEY]
@@ -121,3 +126,34 @@ def test_the_pushed_versions_training_statistics_are_found_and_compared(e2e, tmp
             {"statistics": [fewer], "schema": [artifacts["ImportSchemaGen"]],
              "anomalies": [artifacts["ExampleValidator"]], "drift": [out]},
             {"validated_schema": [standard_artifacts.Schema()]}, {})
+
+
+@pytest.mark.slow
+def test_a_run_on_drifted_data_stops_before_transform_when_drift_gates(e2e, tmp_path):
+    """A home serving the shared run's version, and a dataset of three of its ten classes: the
+    label distribution drifted, so ``drift.policy=gate`` stops the run at the data gate (exit 6)
+    with the reason on screen, in the summary and in the report. Nothing after the gate runs."""
+    pushed = e2e.summary["pushed_model_dir"].rstrip("/")
+    version = os.path.basename(pushed)
+    home, data, out = tmp_path / "home", tmp_path / "data", tmp_path / "summary.json"
+    shutil.copytree(pushed, home / "serving" / e2e.config.push.model_name / version)
+    for label in sorted(os.listdir(SAMPLE_DATA))[:3]:
+        shutil.copytree(SAMPLE_DATA / label, data / label)
+
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", "--home", str(home), "--data", str(data),
+         "--set", "drift.policy=gate", "--summary-json", str(out)],
+        capture_output=True, text=True, cwd=str(REPO_ROOT), env=env, timeout=900)
+
+    assert done.returncode == outcome.DATA_STOPPED.code, (done.stdout[-3000:], done.stderr[-3000:])
+    reason = f"train: feature 'label' drifted from the data serving version {version}"
+    assert reason in done.stdout and "outcome: data_stopped (exit code 6)" in done.stdout
+    summary = json.loads(out.read_text())
+    assert any(line.startswith(reason) for line in summary["outcome"]["reasons"])
+    assert summary["drift"]["serving_version"] == version and summary["drift"]["policy"] == "gate"
+    assert summary["executions"]["DriftCheck"] == "COMPLETE"
+    assert summary["executions"]["DataGate"] == "FAILED"
+    assert not {"Transform", "Trainer", "LensflowPusher"} & set(summary["executions"])
+    html = open(summary["report_path"], encoding="utf-8").read()
+    assert 'id="drift"' in html and "the run stops: drift.policy is gate" in html
