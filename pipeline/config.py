@@ -175,6 +175,21 @@ class EvaluationConfig:
 
 
 @dataclass
+class DriftConfig:
+    """Drift of this run's training data against the data the serving version was trained on
+    (TFDV's drift comparators on the ``train`` statistics). Thresholds: the L-infinity distance
+    of the label distribution, of the categorical image attributes (size and brightness
+    buckets), and the Jensen-Shannon divergence of the numeric ones (width, height, channels).
+    ``policy``: ``report-only`` records and reports the drift; ``gate`` also stops the run
+    before Transform when a threshold is exceeded."""
+
+    policy: str = "report-only"
+    label_infinity_norm: Fraction = 0.1
+    attribute_infinity_norm: Fraction = 0.2
+    attribute_jensen_shannon: Fraction = 0.2
+
+
+@dataclass
 class PushConfig:
     """Where blessed models go, in TF Serving's layout."""
 
@@ -271,6 +286,7 @@ class LensflowConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     tuner: TunerConfig = field(default_factory=TunerConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
     push: PushConfig = field(default_factory=PushConfig)
     serving_check: ServingCheckConfig = field(default_factory=ServingCheckConfig)
     beam: BeamConfig = field(default_factory=BeamConfig)
@@ -412,6 +428,7 @@ _CHOICES = {
     ("train", "optimizer"): ("adam", "adamw", "sgd"),
     ("train", "lr_schedule"): ("constant", "cosine"),
     ("train", "precision"): ("float32", "mixed_bfloat16", "auto"),
+    ("drift", "policy"): ("report-only", "gate"),
     ("beam", "runner"): ("DirectRunner", "PortableRunner", "DataflowRunner",
                          "FlinkRunner", "SparkRunner"),
     ("beam", "direct_running_mode"): ("in_memory", "multi_threading", "multi_processing"),

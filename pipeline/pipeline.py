@@ -1,6 +1,6 @@
 """``create_pipeline(config) -> tfx.dsl.Pipeline``: the wiring, and nothing but the wiring.
 
-ImageExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> DataGate ->
+ImageExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator, DriftCheck -> DataGate ->
 Transform -> [Tuner] -> Trainer -> ServingBaseline -> Evaluator -> ServingCheck -> Pusher ->
 RunReport.
 Module code is referenced by module path, so the same pipeline runs locally and in the
@@ -17,6 +17,7 @@ from typing import List, Optional
 
 from tfx import v1 as tfx
 
+from components.data_validation.drift import DriftCheck
 from components.data_validation.gate import DataGate
 from components.evaluator.baseline import ServingBaseline, baseline_version
 from components.evaluator.eval_config import build_eval_config
@@ -193,9 +194,17 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"])
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    serving = serving_dir or cfg.serving_dir
+    serving_state = "none" if offline else (baseline_version(
+        os.path.join(serving, cfg.push.model_name), cache_key, field="cache_key") or "none")
+    drift_check = DriftCheck(
+        examples=example_gen.outputs["examples"], statistics=statistics_gen.outputs["statistics"],
+        serving_dir=serving, model_name=cfg.push.model_name, settings_fingerprint=settings,
+        serving_state=serving_state, drift_config=cfg.to_json(["drift"]))
     gate = DataGate(statistics=statistics_gen.outputs["statistics"],
                     schema=schema_gen.outputs["schema"],
-                    anomalies=example_validator.outputs["anomalies"])
+                    anomalies=example_validator.outputs["anomalies"],
+                    drift=drift_check.outputs["drift"] if cfg.drift.policy == "gate" else None)
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=gate.outputs["validated_schema"],
@@ -203,7 +212,8 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
         splits_config=tfx.proto.SplitsConfig(
             analyze=["train"], transform=sorted({"train", "eval", eval_split})),
         custom_config={CUSTOM_CONFIG_KEY: transform_config(cfg)})
-    components = [example_gen, schema_gen, statistics_gen, example_validator, gate, transform]
+    components = [example_gen, schema_gen, statistics_gen, example_validator, drift_check, gate,
+                  transform]
 
     hyperparameters = None
     if cfg.tuner.enabled:
@@ -226,12 +236,10 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config=custom)
-    serving = serving_dir or cfg.serving_dir
     baseline = ServingBaseline(
         examples=example_gen.outputs["examples"], serving_dir=serving,
         model_name=cfg.push.model_name, settings_fingerprint=settings,
-        serving_state="none" if offline else (baseline_version(
-            os.path.join(serving, cfg.push.model_name), cache_key, field="cache_key") or "none"))
+        serving_state=serving_state)
     evaluator = LensflowEvaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
@@ -248,6 +256,7 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
         start_server=int(cfg.serving_check.enabled))
     pusher = LensflowPusher(
         examples=example_gen.outputs["examples"],
+        statistics=statistics_gen.outputs["statistics"],
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         infra_blessing=serving_check.outputs["infra_blessing"],
@@ -261,7 +270,7 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
         model_run=trainer.outputs["model_run"], evaluation=evaluator.outputs["evaluation"],
         blessing=evaluator.outputs["blessing"], pushed_model=pusher.outputs["pushed_model"],
-        evaluation_split=eval_split)
+        drift=drift_check.outputs["drift"], evaluation_split=eval_split)
     components += [trainer, baseline, evaluator, serving_check, pusher, report]
 
     return tfx.dsl.Pipeline(

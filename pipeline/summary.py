@@ -128,6 +128,7 @@ class RunArtifacts:
     executions: Dict[str, str] = field(default_factory=dict)
     execution_seconds: Dict[str, float] = field(default_factory=dict)
     data_stop_reasons: Optional[List[str]] = None
+    drift_uri: Optional[str] = None
 
 
 def custom_value(artifact, key: str) -> Any:
@@ -160,7 +161,7 @@ def from_store(metadata_path: str, run_id: Optional[str] = None) -> RunArtifacts
     run = RunArtifacts(found["run_id"], executions=found["executions"],
                        execution_seconds=found["seconds"],
                        evaluation_split=_evaluated_split(found["properties"]))
-    for key in ("examples", "evaluation", "model", "model_run"):
+    for key in ("examples", "evaluation", "model", "model_run", "drift"):
         artifact = _by_key(arts, key)
         if artifact is not None:
             setattr(run, f"{key}_uri", artifact.uri)
@@ -177,21 +178,25 @@ def from_store(metadata_path: str, run_id: Optional[str] = None) -> RunArtifacts
 
 
 def _data_stop_reasons(store, arts) -> Optional[List[str]]:
-    """Why the data gate stopped the run, recomputed by the gate's own rule from the statistics
-    and anomalies it read (a failed step keeps no outputs); None when they cannot be read, so
-    the run counts as failed rather than stopped."""
+    """Why the data gate stopped the run, recomputed by the gate's own rule from the statistics,
+    schema, anomalies and drift verdict it read (a failed step keeps no outputs); None when they
+    cannot be read, so the run counts as failed rather than stopped."""
     from tfx.types import artifact_utils
 
     from components.data_validation import gate
 
-    inputs = [arts.get(("StatisticsGen", "statistics")), arts.get(("ExampleValidator", "anomalies"))]
+    inputs = [arts.get(("StatisticsGen", "statistics")), arts.get(("ExampleValidator", "anomalies")),
+              arts.get(("ImportSchemaGen", "schema"))]
     if None in inputs:
         return None
+    drift = arts.get(("DriftCheck", "drift"))
+    inputs += [drift] if drift is not None else []
     types = {t.id: t for t in store.get_artifact_types_by_id([a.type_id for a in inputs])}
-    statistics, anomalies = (artifact_utils.deserialize_artifact(types[a.type_id], a)
-                             for a in inputs)
+    statistics, anomalies, schema, *drift_found = (
+        artifact_utils.deserialize_artifact(types[a.type_id], a) for a in inputs)
     try:
-        return gate.stop_reasons(statistics, anomalies) or None
+        return gate.stop_reasons(statistics, anomalies, schema,
+                                 drift_found[0] if drift_found else None) or None
     except Exception as err:  # noqa: BLE001 - unreadable inputs: a failure, not a data stop
         log.warning("cannot read the data gate's inputs: %s", err)
         return None
@@ -221,6 +226,8 @@ def summarise_artifacts(run: RunArtifacts) -> Dict[str, Any]:
                         ("found", "ingested", "rejected", "ignored", "splits", "classes", "warnings")})
         summary["duplicates"] = ingestion.get("duplicates")
         summary["examples_uri"] = run.examples_uri
+    if run.drift_uri:
+        summary["drift"] = _drift(run.drift_uri)
     if run.evaluation_uri:
         summary["evaluation_uri"] = run.evaluation_uri
         summary["evaluation_split"] = run.evaluation_split
@@ -243,6 +250,17 @@ def summarise_artifacts(run: RunArtifacts) -> Dict[str, Any]:
     if run.report_uri:
         summary["report_uri"] = run.report_uri
     return summary
+
+
+def _drift(uri: str) -> Optional[Dict[str, Any]]:
+    """The drift check's verdict (``components/data_validation/drift.py``), None if unreadable."""
+    from components.data_validation import drift
+
+    try:
+        return drift.read(uri)
+    except Exception as err:  # noqa: BLE001 - a missing verdict must not hide the summary
+        log.warning("cannot read the drift check's verdict at %s: %s", uri, err)
+        return None
 
 
 def training_line(record: Dict[str, Any]) -> str:
@@ -270,6 +288,11 @@ def format_text(summary: Dict[str, Any]) -> str:
             lines.append(f"  ... {len(summary['rejected']) - 10} more rejected (see the report)")
         for warning in summary.get("warnings", []):
             lines.append(f"  warning: {warning}")
+    if summary.get("drift"):
+        from components.data_validation.drift import summary_line
+
+        lines.append(summary_line(summary["drift"]))
+        lines += [f"  drifted: {line}" for line in summary["drift"]["drifted"][:10]]
     metrics = summary.get("metrics") or {}
     if metrics:
         shown = ", ".join(

@@ -24,7 +24,8 @@ IMAGE = "registry.example.com/lensflow:test"
 ROOT = "gs://lensflow-test/kfp"
 DATA = "/mnt/data/shoes"
 COMPONENTS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-              "DataGate", "Transform", "Trainer", "ServingBaseline", "LensflowEvaluator",
+              "DriftCheck", "DataGate", "Transform", "Trainer", "ServingBaseline",
+              "LensflowEvaluator",
               "ServingCheck", "LensflowPusher", "RunReport"}
 # lensflow's launcher of TFX's kubeflow_v2_run_executor (pipeline/runners/kfp_entrypoint.py).
 ENTRYPOINT = ["python", "-m", "pipeline.runners.kfp_entrypoint"]
@@ -177,6 +178,7 @@ def test_claims_are_mounted_only_on_the_tasks_that_use_their_paths(compiled):
               for label, conf in executors.items() if "pvcMount" in conf}
     assert mounts == {"ImageExampleGen_executor": [("lensflow-data", "/mnt/data")],
                       "ServingBaseline_executor": [("lensflow-models", "/mnt/models")],
+                      "DriftCheck_executor": [("lensflow-models", "/mnt/models")],
                       "LensflowPusher_executor": [("lensflow-models", "/mnt/models")],
                       "Trainer_executor": [("lensflow-models", "/mnt/models")]}
     assert "lensflow-data:/mnt/data" in compiled.outputs["pipeline.yaml"]
@@ -210,7 +212,7 @@ def test_tasks_that_read_outside_their_inputs_are_not_cached(compiled):
     caching = {name: task.get("cachingOptions", {}).get("enableCache", False)
                for name, task in compiled.spec["root"]["dag"]["tasks"].items()}
     assert {name for name, on in caching.items() if not on} == {"ImageExampleGen",
-                                                                "ServingBaseline"}
+                                                                "ServingBaseline", "DriftCheck"}
 
 
 @pytest.mark.parametrize("key, value, message", [
@@ -383,7 +385,7 @@ def test_submit_compiles_a_missing_package_and_can_switch_the_cache_off(tmp_path
     result, state = submit(["--package", str(package), "--image", IMAGE,
                             "--pipeline-root", ROOT, "--no-cache"])
     assert result.exit_code == 0, result.output
-    assert package.exists() and "compiled 12 components" in result.output
+    assert package.exists() and f"compiled {len(COMPONENTS)} components" in result.output
     (run,) = state.calls("POST", "/runs")
     spec = run.body["pipeline_spec"]["pipeline_spec"]
     executors = spec["deploymentSpec"]["executors"].values()

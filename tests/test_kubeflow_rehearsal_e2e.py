@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.pusher import versions
+from components.data_validation import drift
+from components.pusher import training_statistics, versions
 from pipeline.config import SAMPLE_DATA
 from tests.s3_server import KFP_BUCKET
 
-TASKS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "DataGate",
-         "Transform", "Trainer", "ServingBaseline", "LensflowEvaluator", "ServingCheck",
-         "LensflowPusher", "RunReport"}
+TASKS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "DriftCheck",
+         "DataGate", "Transform", "Trainer", "ServingBaseline", "LensflowEvaluator",
+         "ServingCheck", "LensflowPusher", "RunReport"}
 # Images compared between the rehearsed and the local model (the sample, in a fixed order).
 COMPARED_IMAGES = 60
 # Same data, seeds and settings: on these machines the two models came out identical (top-1
@@ -40,6 +41,14 @@ def metadata(task, key):
     return task.output(key).get("metadata", {})
 
 
+def s3_json(run, uri, name):
+    """A JSON file under an ``s3://`` artifact URI, read with boto3 (not tensorflow-io, which
+    aborts this process at exit)."""
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    body = run.s3.client().get_object(Bucket=bucket, Key=f"{key.rstrip('/')}/{name}")["Body"]
+    return json.loads(body.read())
+
+
 def test_every_task_ran_from_the_package(kfp_rehearsal):
     tasks = kfp_rehearsal.result.tasks
     assert set(tasks) == TASKS
@@ -48,6 +57,7 @@ def test_every_task_ran_from_the_package(kfp_rehearsal):
     assert examples["ingested"] == 1500 and re.fullmatch(r"[0-9a-f]{64}",
                                                          examples["data_fingerprint"])
     assert metadata(tasks["ServingBaseline"], "baseline_model")["found"] == 0
+    assert metadata(tasks["DriftCheck"], "drift")["baseline_found"] == 0
     assert metadata(tasks["LensflowEvaluator"], "blessing")["blessed"] == 1
     assert metadata(tasks["ServingCheck"], "infra_blessing")["blessed"] == 1
 
@@ -59,6 +69,9 @@ def test_a_version_was_pushed_to_the_mapped_serving_volume(kfp_rehearsal):
     baseline = metadata(kfp_rehearsal.result.tasks["ServingBaseline"], "baseline_model")
     assert record["training_fingerprint"] == baseline["training_fingerprint"]
     assert record["model_uri"].startswith(f"s3://{KFP_BUCKET}/root/")
+    version_dir = os.path.join(model_base(kfp_rehearsal), str(found[0]))
+    carried = training_statistics.load(version_dir, record)
+    assert carried is not None and carried.datasets[0].num_examples > 1000
     pushed = metadata(kfp_rehearsal.result.tasks["LensflowPusher"], "pushed_model")
     assert pushed["pushed"] == 1 and pushed["pushed_version"] == str(found[0])
 
@@ -183,6 +196,12 @@ def test_a_worse_candidate_on_changed_data_is_judged_against_the_pushed_model_an
     assert baseline["found"] == 1 and baseline["serving_version"] == str(first_version)
     assert baseline["training_fingerprint"] != \
         metadata(first_tasks["ServingBaseline"], "baseline_model")["training_fingerprint"]
+    compared = metadata(second.tasks["DriftCheck"], "drift")
+    assert compared["baseline_found"] == 1 and compared["serving_version"] == str(first_version)
+    result = s3_json(kfp_rehearsal, second.tasks["DriftCheck"].output("drift")["uri"],
+                     drift.DRIFT_FILE)
+    assert result["serving_version"] == str(first_version) and result["policy"] == "report-only"
+    assert {row["feature"] for row in result["measurements"]} == set(drift.COMPARED)
     blessing = metadata(second.tasks["LensflowEvaluator"], "blessing")
     assert blessing["blessed"] == 0
     assert blessing["baseline_model"] == second.tasks["ServingBaseline"].output(

@@ -5,14 +5,16 @@ folder that check served and validated (the trained model plus its warmup reques
 the Trainer's export, and only when both blessings say yes.
 
 It also takes the Examples artifact the model was trained from, to record the training
-fingerprint (``components.pusher.fingerprint``) computed at run time.
+fingerprint (``components.pusher.fingerprint``) computed at run time, and optionally their
+statistics, whose ``train`` split each version carries for later drift checks
+(``components.pusher.training_statistics``).
 """
 from __future__ import annotations
 
 import json
 import os
 import time
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 from tfx import types
 from tfx.components import Pusher
@@ -23,7 +25,7 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ChannelParameter
 from tfx.utils import json_utils, path_utils, proto_utils
 
-from components.pusher import models_config, remote, versions
+from components.pusher import models_config, remote, training_statistics, versions
 from components.pusher.fingerprint import data_fingerprint_of, training_fingerprint
 from pipeline.object_store import is_uri
 
@@ -31,6 +33,7 @@ from pipeline.object_store import is_uri
 ALREADY_SERVING = "already_serving"
 HAS_MODEL = "has_model"       # TFX's InfraBlessing flag: the blessing holds the model to push
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
+STATISTICS_KEY = standard_component_specs.STATISTICS_KEY
 
 
 class Executor(tfx_executor.Executor):
@@ -64,9 +67,14 @@ class Executor(tfx_executor.Executor):
                       data_fingerprint_of(examples), custom.get("settings_fingerprint", "")),
                   "cache_key": custom.get("cache_key", ""),
                   "model_uri": trained, "pushed_at": time.time()}
+        added = {}
+        if input_dict.get(STATISTICS_KEY):
+            statistics = artifact_utils.get_single_instance(input_dict[STATISTICS_KEY])
+            added[training_statistics.PATH_IN_VERSION] = training_statistics.read_split(statistics)
+            record[training_statistics.RECORD_FIELD] = training_statistics.PATH_IN_VERSION
         version, final = push_version(
             model_path, base, custom.get("serving_dir", os.path.dirname(base)),
-            custom.get("model_name", os.path.basename(base)), keep, record)
+            custom.get("model_name", os.path.basename(base)), keep, record, added)
         self._MarkPushed(model_push, pushed_destination=final, pushed_version=str(version))
 
     def validated_model_path(self, input_dict) -> str:
@@ -81,12 +89,13 @@ class Executor(tfx_executor.Executor):
 
 
 def push_version(model_path: str, base: str, serving_dir: str, name: str, keep: int,
-                 record: dict) -> Tuple[int, str]:
-    """Publish ``model_path`` as the next version under ``base`` (a folder: staged and renamed,
-    ``versions``; a URI: uploaded, then named in models.config, ``remote``), update
-    ``models.config`` and prune; a failed models.config update withdraws the new version."""
+                 record: dict, added: Optional[Dict[str, bytes]] = None) -> Tuple[int, str]:
+    """Publish ``model_path`` (with the ``added`` files) as the next version under ``base`` (a
+    folder: staged and renamed, ``versions``; a URI: uploaded, then named in models.config,
+    ``remote``), update ``models.config`` and prune; a failed models.config update withdraws
+    the new version."""
     publisher = remote if is_uri(base) else versions
-    version, final = publisher.publish_next(model_path, base, record=record)
+    version, final = publisher.publish_next(model_path, base, record=record, added=added)
     complete = versions.versions(base) if is_uri(base) else None
     try:
         models_config.update(serving_dir, name, base, keep, newest=version, complete=complete)
@@ -98,14 +107,16 @@ def push_version(model_path: str, base: str, serving_dir: str, name: str, keep: 
 
 
 class LensflowPusherSpec(standard_component_specs.PusherSpec):
-    """TFX's Pusher spec plus the Examples the model was trained from."""
+    """TFX's Pusher spec plus the Examples the model was trained from (and their statistics)."""
 
     INPUTS = {**standard_component_specs.PusherSpec.INPUTS,
-              EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
+              EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+              STATISTICS_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics,
+                                               optional=True)}
 
 
 class LensflowPusher(Pusher):
-    """Pusher with the lensflow executor; TFX's inputs plus ``examples``."""
+    """Pusher with the lensflow executor; TFX's inputs plus ``examples`` (and ``statistics``)."""
 
     SPEC_CLASS = LensflowPusherSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
@@ -113,8 +124,9 @@ class LensflowPusher(Pusher):
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel,
                  model_blessing: types.BaseChannel,
                  push_destination: pusher_pb2.PushDestination, custom_config: dict,
-                 infra_blessing: Optional[types.BaseChannel] = None):
+                 infra_blessing: Optional[types.BaseChannel] = None,
+                 statistics: Optional[types.BaseChannel] = None):
         base_component.BaseComponent.__init__(self, spec=LensflowPusherSpec(
-            examples=examples, model=model, model_blessing=model_blessing,
+            examples=examples, statistics=statistics, model=model, model_blessing=model_blessing,
             infra_blessing=infra_blessing, push_destination=push_destination, custom_config=json_utils.dumps(custom_config),
             pushed_model=types.Channel(type=standard_artifacts.PushedModel)))

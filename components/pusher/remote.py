@@ -30,7 +30,7 @@ import json
 import os
 import time
 import uuid
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -40,14 +40,21 @@ from pipeline.object_store import ensure_filesystem
 MARKER = "saved_model.pb"
 
 
-def _upload(model_dir: str, final: str, record: Optional[dict]) -> None:
-    """Copy every file of ``model_dir`` under ``final``, the push record next to last and
-    ``saved_model.pb`` last."""
+def _upload(model_dir: str, final: str, record: Optional[dict],
+            added: Optional[Dict[str, bytes]] = None) -> None:
+    """Copy every file of ``model_dir`` under ``final``, then the ``added`` files, the push
+    record next to last and ``saved_model.pb`` last."""
     files = versions.files_of(model_dir)
     if MARKER not in files:
         raise FileNotFoundError(errno.ENOENT, f"no {MARKER} in the model to push", model_dir)
     for relative in [name for name in files if name not in (MARKER, versions.PUSH_RECORD)]:
         tf.io.gfile.copy(os.path.join(model_dir, relative), f"{final}/{relative}", overwrite=True)
+    for relative, content in (added or {}).items():
+        if not relative.startswith(versions.ADDED_PREFIX):
+            raise ValueError(f"{relative}: files added to a version go under "
+                             f"{versions.ADDED_PREFIX}")
+        with tf.io.gfile.GFile(f"{final}/{relative}", "wb") as fh:
+            fh.write(content)
     if record is not None:
         with tf.io.gfile.GFile(f"{final}/{versions.PUSH_RECORD}", "w") as fh:
             fh.write(json.dumps(record, sort_keys=True))
@@ -55,7 +62,8 @@ def _upload(model_dir: str, final: str, record: Optional[dict]) -> None:
 
 
 def publish_next(model_dir: str, model_base: str, now: Optional[float] = None,
-                 record: Optional[dict] = None) -> Tuple[int, str]:
+                 record: Optional[dict] = None, added: Optional[Dict[str, bytes]] = None
+                 ) -> Tuple[int, str]:
     """Upload ``model_dir`` as the next free version under ``model_base``; return it and its
     URI. On an error what was uploaded is removed and ``versions.PushWriteError`` raised."""
     ensure_filesystem(model_base)
@@ -65,7 +73,7 @@ def publish_next(model_dir: str, model_base: str, now: Optional[float] = None,
     push_id = uuid.uuid4().hex
     record = {**(record or {}), "push_id": push_id}
     try:
-        _upload(model_dir, final, record)
+        _upload(model_dir, final, record, added)
     except (OSError, tf.errors.OpError) as err:
         _remove(final)
         raise versions.PushWriteError(

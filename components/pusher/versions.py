@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from tfx.utils import io_utils
@@ -29,6 +29,8 @@ from pipeline.object_store import ensure_filesystem
 
 STAGING_PREFIX = ".staging-"
 PUSH_RECORD = os.path.join("assets.extra", "lensflow_push.json")
+# Files the Pusher adds beside the model (push record, training statistics): not the model's.
+ADDED_PREFIX = os.path.join("assets.extra", "lensflow_")
 STALE_STAGING_SECONDS = 3600.0
 MAX_CLAIM_ATTEMPTS = 1000
 
@@ -64,9 +66,10 @@ def next_version(model_base: str, now: Optional[float] = None) -> int:
     return max(candidate, taken[-1] + 1) if taken else candidate
 
 
-def _stage(model_dir: str, model_base: str, record: Optional[dict] = None) -> str:
-    """Copy ``model_dir`` (and ``record`` as the push record) into a fresh staging folder under
-    ``model_base``; return its path."""
+def _stage(model_dir: str, model_base: str, record: Optional[dict] = None,
+           added: Optional[Dict[str, bytes]] = None) -> str:
+    """Copy ``model_dir`` (and ``record`` as the push record, ``added`` files by their paths
+    under ``ADDED_PREFIX``) into a fresh staging folder under ``model_base``; return its path."""
     os.makedirs(model_base, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=model_base)
     try:
@@ -75,6 +78,12 @@ def _stage(model_dir: str, model_base: str, record: Optional[dict] = None) -> st
             os.makedirs(os.path.dirname(os.path.join(staging, PUSH_RECORD)), exist_ok=True)
             with open(os.path.join(staging, PUSH_RECORD), "w") as fh:
                 json.dump(record, fh, sort_keys=True)
+        for relative, content in (added or {}).items():
+            if not relative.startswith(ADDED_PREFIX):
+                raise ValueError(f"{relative}: files added to a version go under {ADDED_PREFIX}")
+            os.makedirs(os.path.dirname(os.path.join(staging, relative)), exist_ok=True)
+            with open(os.path.join(staging, relative), "wb") as fh:
+                fh.write(content)
     except (OSError, tf.errors.OpError) as err:
         shutil.rmtree(staging, ignore_errors=True)
         raise PushWriteError(getattr(err, "errno", None) or errno.EIO,
@@ -113,10 +122,11 @@ def publish(model_dir: str, model_base: str, version: int) -> str:
 
 
 def publish_next(model_dir: str, model_base: str, now: Optional[float] = None,
-                 record: Optional[dict] = None) -> Tuple[int, str]:
-    """Publish ``model_dir`` (with ``record`` as its push record) as the next free version,
-    claimed atomically; return it and its path."""
-    staging = _stage(model_dir, model_base, record)
+                 record: Optional[dict] = None, added: Optional[Dict[str, bytes]] = None
+                 ) -> Tuple[int, str]:
+    """Publish ``model_dir`` (with ``record`` as its push record and the ``added`` files) as
+    the next free version, claimed atomically; return it and its path."""
+    staging = _stage(model_dir, model_base, record, added)
     try:
         for _ in range(MAX_CLAIM_ATTEMPTS):
             version = next_version(model_base, now)
@@ -166,10 +176,10 @@ def _mtime(path: str) -> float:
 
 
 def _content_digest(folder: str) -> str:
-    """sha256 over every file's relative path and bytes (the push record aside)."""
+    """sha256 over every file's relative path and bytes (the Pusher's added files aside)."""
     digest = hashlib.sha256()
     for relative in files_of(folder):
-        if relative == PUSH_RECORD:
+        if relative.startswith(ADDED_PREFIX):
             continue
         digest.update(relative.encode())
         with tf.io.gfile.GFile(os.path.join(folder, relative), "rb") as fh:

@@ -180,6 +180,7 @@ def collect_summary(summary: Dict[str, Any], *, max_images: int = MAX_IMAGES,
         "serving_check": summary.get("serving_check"),
         "executions": summary.get("executions", {}),
         "outcome": summary.get("outcome"),
+        "drift": summary.get("drift"),
     }
     missing = [k for k in ("examples_uri", "evaluation_uri", "model_uri", "model_run_uri")
                if not summary.get(k)]

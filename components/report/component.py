@@ -43,6 +43,7 @@ class RunReportSpec(ComponentSpec):
         "evaluation": ChannelParameter(type=standard_artifacts.ModelEvaluation),
         "blessing": ChannelParameter(type=standard_artifacts.ModelBlessing),
         "pushed_model": ChannelParameter(type=standard_artifacts.PushedModel, optional=True),
+        "drift": ChannelParameter(type=standard_artifacts.ExampleAnomalies, optional=True),
     }
     OUTPUTS = {"report": ChannelParameter(type=system.HTML),
                "summary": ChannelParameter(type=system.Markdown),
@@ -118,10 +119,12 @@ class RunReport(base_component.BaseComponent):
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel,
                  model_run: types.BaseChannel, evaluation: types.BaseChannel,
                  blessing: types.BaseChannel, pushed_model: Optional[types.BaseChannel] = None,
+                 drift: Optional[types.BaseChannel] = None,
                  evaluation_split: str = "test", max_images: int = build.MAX_IMAGES):
         spec = RunReportSpec(
             examples=examples, model=model, model_run=model_run, evaluation=evaluation,
-            blessing=blessing, pushed_model=pushed_model, evaluation_split=evaluation_split,
+            blessing=blessing, pushed_model=pushed_model, drift=drift,
+            evaluation_split=evaluation_split,
             max_images=max_images, report=types.Channel(type=system.HTML),
             summary=types.Channel(type=system.Markdown),
             metrics=types.Channel(type=system.Metrics))

@@ -49,6 +49,10 @@ def summary(data: Dict[str, Any]) -> str:
         lines += ["| split | images |", "|---|---:|"]
         lines += [f"| {_cell(split)} | {total} |"
                   for split, total in zip(d["splits"], d["split_totals"])]
+    if data.get("drift"):
+        drift = data["drift"]
+        lines += ["", "## Drift against the serving model's data", "", _cell(drift["message"])]
+        lines += [f"- {_cell(line)}" for line in drift["drifted"]]
     if data["errors"]:
         lines += ["", "## Not in this report", ""]
         lines += [f"- {_cell(name)}: {_cell(reason)}" for name, reason in data["errors"].items()]

@@ -28,6 +28,7 @@ KFP_OUTPUTS = {
     "evaluation": ("LensflowEvaluator", "evaluation"),
     "blessing": ("LensflowEvaluator", "blessing"),
     "metrics": ("RunReport", "metrics"),
+    "drift": ("DriftCheck", "drift"),
 }
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -45,7 +46,7 @@ def from_component(input_dict: Mapping[str, List], run_id: str,
 
     run = RunArtifacts(run_id, examples_uri=uri("examples"), evaluation_uri=uri("evaluation"),
                        model_uri=uri("model"), model_run_uri=uri("model_run"),
-                       evaluation_split=evaluation_split)
+                       drift_uri=uri("drift"), evaluation_split=evaluation_split)
     if input_dict.get("blessing"):
         apply_blessing(run, input_dict["blessing"][0])
     if input_dict.get("pushed_model"):
@@ -105,7 +106,8 @@ def from_kfp_run(run_root: str) -> RunArtifacts:
                                 "<pipeline root>/<run id>")
     run = RunArtifacts(kfp_run_id(run_root + "/") or posixpath.basename(run_root),
                        examples_uri=found["examples"], evaluation_uri=found["evaluation"],
-                       model_uri=found["model"], model_run_uri=found["model_run"])
+                       model_uri=found["model"], model_run_uri=found["model_run"],
+                       drift_uri=found["drift"])
     if found["blessing"]:
         run.blessed = _blessing_marker(found["blessing"])
     run.push_known = bool(found["metrics"])

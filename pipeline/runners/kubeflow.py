@@ -41,6 +41,7 @@ UNCACHED_TASKS = {
     "ImageExampleGen": "the images on the data volume can change; the compile-time dataset "
                        "fingerprint cannot see them",
     "ServingBaseline": "it must read the model serving now, not the one of an earlier run",
+    "DriftCheck": "it must read the training statistics of the model serving now",
 }
 
 
@@ -181,6 +182,7 @@ def _mount_owners(cfg: LensflowConfig) -> Dict[str, List[str]]:
     """Component id -> the pod paths it reads or writes."""
     kf = cfg.kubeflow
     owners = {"ImageExampleGen": [kf.data_path], "ServingBaseline": [kf.serving_dir],
+              "DriftCheck": [kf.serving_dir],
               "LensflowPusher": [kf.serving_dir]}
     owners = {task: [path for path in paths if _is_pod_path(path)]  # a URI needs no volume
               for task, paths in owners.items()}

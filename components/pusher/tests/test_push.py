@@ -216,6 +216,26 @@ def test_the_push_record_travels_with_the_version_but_not_into_its_identity(tmp_
     assert versions.serving_copy_of(src, base) == version
 
 
+def test_added_files_travel_with_the_version_but_not_into_its_identity(tmp_path):
+    from components.pusher import training_statistics
+
+    src = _model(tmp_path / "src")
+    base = str(tmp_path / "lensflow")
+    record = {training_statistics.RECORD_FIELD: training_statistics.PATH_IN_VERSION}
+    version, final = versions.publish_next(
+        src, base, now=100, record=record,
+        added={training_statistics.PATH_IN_VERSION: b"\x0a\x00"})
+    with open(os.path.join(final, training_statistics.PATH_IN_VERSION), "rb") as fh:
+        assert fh.read() == b"\x0a\x00"
+    assert training_statistics.load(final, record) is not None
+    assert training_statistics.load(final, {}) is None
+    assert versions.serving_copy_of(src, base) == version
+    with pytest.raises(ValueError, match="assets.extra"):
+        versions.publish_next(src, base, added={"variables/extra.bin": b"x"})
+    assert versions.versions(base) == [version]
+    assert not [name for name in os.listdir(base) if name.startswith(versions.STAGING_PREFIX)]
+
+
 def test_the_incumbent_is_the_newest_version_trained_from_other_inputs(tmp_path):
     src = _model(tmp_path / "src")
     base = str(tmp_path / "lensflow")

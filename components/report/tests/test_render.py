@@ -74,3 +74,38 @@ def test_duplicate_groups_and_label_conflicts_are_listed():
     from components.report import markdown
 
     assert "duplicate groups 2, label conflicts 1, copies dropped 2" in markdown.summary(run)
+
+
+def _drift_verdict(policy):
+    """A real drift verdict: TFDV's comparison of generated statistics whose labels moved."""
+    import pandas as pd
+    import tensorflow_data_validation as tfdv
+
+    from components.data_validation import drift
+    from pipeline.config import DriftConfig
+
+    def stats(labels):
+        n = len(labels)
+        return tfdv.generate_statistics_from_dataframe(pd.DataFrame({
+            "label": labels, "size_bucket": ["<=32px"] * n, "brightness_bucket": ["dark"] * n,
+            "width": [28] * n, "height": [28] * n, "channels": [1] * n}))
+
+    anomalies = drift.compare(stats(["cat"] * 80 + ["dog"] * 20), stats(["cat", "dog"] * 50),
+                              DriftConfig(policy=policy))
+    return drift.verdict(drift.measurements(anomalies), "1700000000", policy)
+
+
+@pytest.mark.parametrize("policy, says", [("gate", "the run stops"),
+                                          ("report-only", "reported only")])
+def test_the_drift_verdict_is_in_the_report_and_the_markdown(policy, says):
+    from components.report import markdown
+
+    verdict = _drift_verdict(policy)
+    html = render.render({**_partial_run([]), "drift": verdict})
+    assert 'id="drift-verdict" class="fail">1 of 6 compared features drifted' in html
+    assert says in html and "serving version 1700000000" in html
+    assert html.count("<b class=\"fail\">yes</b>") == 1
+    assert "<td>label</td><td>L-infinity distance</td><td class=\"num\">0.3000</td>" in html
+    text = markdown.summary({**_partial_run([]), "drift": verdict})
+    assert "## Drift against the serving model's data" in text
+    assert "feature 'label' drifted from the data serving version 1700000000" in text
