@@ -58,10 +58,14 @@ def fingerprint(data: str) -> dict:
 
 
 def push(model_dir: str, base: str, serving_dir: str, name: str) -> dict:
-    """One push as the Pusher's executor makes it (``component.push_version``)."""
+    """One push as the Pusher's executor makes it (``component.push_version``), carrying a
+    statistics file as the drift check's baseline."""
+    from components.pusher import training_statistics
     from components.pusher.component import push_version
 
-    version, final = push_version(model_dir, base, serving_dir, name, 3, {"source": model_dir})
+    added = {training_statistics.PATH_IN_VERSION: f"statistics of {model_dir}".encode()}
+    version, final = push_version(model_dir, base, serving_dir, name, 3, {"source": model_dir},
+                                  added)
     return {"version": version, "final": final}
 
 

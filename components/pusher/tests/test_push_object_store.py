@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from components.pusher import models_config
+from components.pusher import models_config, training_statistics
 from components.pusher.component import push_version
 from tests import object_store_steps as steps
 
@@ -49,6 +49,8 @@ def test_pushes_to_a_bucket_are_named_in_models_config_only_when_complete(
     assert state["complete"] == state["named"] == [pushed["version"]]
     assert state["base_path"] == base and state["baseline"] == str(pushed["version"])
     assert store.call("predict", pushed["final"], 3.0) == {"output": 6.0}
+    assert f"models/{NAME}/{pushed['version']}/{training_statistics.PATH_IN_VERSION}" in \
+        s3_server.keys(BUCKET, f"models/{NAME}/")
 
     # killed mid-upload: objects of the new version exist, but models.config never names it
     proc = subprocess.Popen([sys.executable, "-m", "tests.object_store_steps", "push", big, base,
