@@ -150,10 +150,13 @@ def write_dir(path: str, chief: bool, name: str = "export") -> Iterator[str]:
 
 def describe(strategy: tf.distribute.Strategy, chief: bool) -> str:
     """One line for the Trainer's log: the strategy, its replicas and this process's part."""
-    line = (f"{STRATEGY_LINE} {type(strategy).__name__}, "
-            f"{strategy.num_replicas_in_sync} replica(s) in sync")
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    name = "MultiWorkerMirroredStrategy" if multi_worker else \
+        "MirroredStrategy" if isinstance(strategy, tf.distribute.MirroredStrategy) else \
+        "the default strategy"
+    line = f"{STRATEGY_LINE} {name}, {strategy.num_replicas_in_sync} replica(s) in sync"
     resolver = getattr(strategy, "cluster_resolver", None)
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and resolver is not None:
+    if multi_worker and resolver is not None:
         role = "chief: writes the model" if chief else "exports to a temporary folder"
         line += f"; task {resolver.task_type} {resolver.task_id} ({role})"
     return line
