@@ -25,7 +25,8 @@ import yaml
 from pydantic import ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
 
-from pipeline.registry import AUGMENT_OPS, AUGMENT_PRESETS, BACKBONES, FAMILIES
+from pipeline.registry import (AUGMENT_OPS, AUGMENT_PRESETS, BACKBONES, DISTRIBUTIONS,
+                               FAMILIES)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = REPO_ROOT / "data" / "sample" / "fashion_mnist"
@@ -133,7 +134,9 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation settings, per phase for transfer learning. ``resume``: back up every epoch
     (under ``resume_dir``, default ``<home>/resume``) so a killed Trainer resumes at its last
-    finished epoch; the backups are deleted when the model is exported."""
+    finished epoch; the backups are deleted when the model is exported. ``distribution``: one
+    process, local GPUs or the workers of ``TF_CONFIG`` (``DISTRIBUTIONS`` in the registry);
+    ``batch_size`` is the global batch, split over the replicas."""
 
     epochs: int = 3
     batch_size: int = 32
@@ -152,6 +155,7 @@ class TrainConfig:
     precision: str = "float32"
     resume: bool = True
     resume_dir: Optional[str] = None
+    distribution: str = "auto"
 
 
 @dataclass
@@ -427,7 +431,8 @@ _CHOICES = {
     ("model", "filter_mode"): ("fixed", "init"),
     ("train", "optimizer"): ("adam", "adamw", "sgd"),
     ("train", "lr_schedule"): ("constant", "cosine"),
-    ("train", "precision"): ("float32", "mixed_bfloat16", "auto"),
+    ("train", "precision"): ("float32", "mixed_bfloat16", "mixed_float16", "auto"),
+    ("train", "distribution"): DISTRIBUTIONS,
     ("drift", "policy"): ("report-only", "gate"),
     ("beam", "runner"): ("DirectRunner", "PortableRunner", "DataflowRunner",
                          "FlinkRunner", "SparkRunner"),

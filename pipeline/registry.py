@@ -162,6 +162,15 @@ AUGMENT_OPS: Dict[str, AugmentOp] = {op.name: op for op in (
     AugmentOp("erasing", layer=f"{_AUGMENT}:RandomErasing", seed_offset=7),
 )}
 
+# ``train.distribution`` -> what the Trainer trains with (``components/trainer/distribution.py``).
+DISTRIBUTIONS: Dict[str, str] = {
+    "auto": "multi_worker when TF_CONFIG names more than one worker, mirrored with more than one "
+            "GPU, else none",
+    "none": "one replica (the default device: a GPU when there is one)",
+    "mirrored": "MirroredStrategy: one replica per local GPU, gradients all-reduced",
+    "multi_worker": "MultiWorkerMirroredStrategy over the processes TF_CONFIG names (a TFJob)",
+}
+
 # ``augment.preset`` -> op strengths; explicit ``augment.<op>`` settings override them.
 AUGMENT_PRESETS: Dict[str, Dict[str, object]] = {
     "none": {},

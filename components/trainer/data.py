@@ -1,4 +1,11 @@
-"""Trainer input pipelines over Transform's materialised examples."""
+"""Trainer input pipelines over Transform's materialised examples.
+
+Batches are global batches (``train.batch_size``). Under a distribution strategy Keras splits each
+one over the replicas, and with several workers every pipeline is sharded by data
+(``shard_by_data``): each worker reads the same seeded stream and keeps its slice of every global
+batch, so the workers take the same number of steps and the optimisation is the one of a single
+process, however many files Transform wrote.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -22,6 +29,14 @@ def labelled_images(file_pattern, data_accessor, tf_transform_output) -> tf.data
     return dataset.map(lambda feats, label: (feats[features.IMAGE_XF], label)).unbatch()
 
 
+def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Multi-worker auto-sharding by element, not by file: Transform may write fewer files than
+    there are workers, and file shards would give workers different batches and step counts."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
 def shuffle_buffer(shape, megabytes: int) -> int:
     """Examples of ``shape`` (float32) that fit ``megabytes``: the whole split for small images,
     so every batch is drawn from every class whatever order the examples were written in."""
@@ -37,7 +52,7 @@ def train_dataset(file_pattern, data_accessor, tf_transform_output, cfg) -> tf.d
                               seed=cfg.train.seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(cfg.train.batch_size)
     dataset = augment.augment_dataset(dataset, cfg.augment, shape)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return shard_by_data(dataset.prefetch(tf.data.AUTOTUNE))
 
 
 def epoch_stream(file_pattern, data_accessor, tf_transform_output, cfg, steps_per_epoch: int,
@@ -61,13 +76,13 @@ def epoch_stream(file_pattern, data_accessor, tf_transform_output, cfg, steps_pe
 
     dataset = tf.data.Dataset.range(first_pass, _ENDLESS).flat_map(one_pass).skip(offset)
     dataset = augment.augment_dataset(dataset, cfg.augment, shape)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return shard_by_data(dataset.prefetch(tf.data.AUTOTUNE))
 
 
 def eval_dataset(file_pattern, data_accessor, tf_transform_output, cfg) -> tf.data.Dataset:
     """Deterministic batches: no shuffling, no augmentation."""
     dataset = labelled_images(file_pattern, data_accessor, tf_transform_output).cache()
-    return dataset.batch(cfg.train.batch_size).prefetch(tf.data.AUTOTUNE)
+    return shard_by_data(dataset.batch(cfg.train.batch_size).prefetch(tf.data.AUTOTUNE))
 
 
 def count_examples(file_pattern, data_accessor, tf_transform_output) -> int:

@@ -81,15 +81,16 @@ def restore_weights(model, directory: str) -> None:
 
 class Progress(tf.keras.callbacks.Callback):
     """Per-epoch history across phases and attempts; with ``root``, saved to ``progress.json``
-    at every epoch's start and end.
+    at every epoch's start and end (by the ``writer``: the chief of a multi-worker cluster).
 
     Placed before ``BackupAndRestore`` in the callback list, so an epoch's logs are written
     before its backup: a kill in between re-runs that epoch, and ``begin`` drops the logs of
     every epoch at or after the one training resumes at."""
 
-    def __init__(self, root: Optional[str], total_epochs: int):
+    def __init__(self, root: Optional[str], total_epochs: int, writer: bool = True):
         super().__init__()
         self.root = root
+        self.writer = writer
         self.total_epochs = total_epochs
         self.state: Dict[str, Any] = {"epochs": [], "started": -1, "attempts": 0}
         if root and tf.io.gfile.exists(os.path.join(root, PROGRESS_FILE)):
@@ -127,7 +128,7 @@ class Progress(tf.keras.callbacks.Callback):
         self._save()
 
     def _save(self) -> None:
-        if not self.root:
+        if not self.root or not self.writer:
             return
         tf.io.gfile.makedirs(self.root)
         tmp = os.path.join(self.root, PROGRESS_FILE + ".tmp")

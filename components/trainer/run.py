@@ -8,7 +8,7 @@ from typing import Optional
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components.trainer import data, optim, resume, signatures
+from components.trainer import data, distribution, optim, resume, signatures
 from components.trainer.models import FAMILIES, build_model
 from components.transform import augment, features
 from pipeline.config import LensflowConfig, from_custom_config
@@ -95,8 +95,16 @@ def export(model, tf_transform_output, names, serving_model_dir: str,
 
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point. Resumes from the backups of an earlier, killed execution on the
-    same inputs (``train.resume``) and deletes them once the model is exported."""
+    same inputs (``train.resume``) and deletes them once the model is exported.
+
+    Trains under ``train.distribution``'s strategy (``distribution``), created first because a
+    multi-worker strategy must exist before TensorFlow runs anything; the model, its optimiser
+    and callbacks are made in its scope. Every replica runs this function; only the chief writes
+    the model and the run's files, the others export to a temporary folder."""
     cfg = from_custom_config(fn_args.custom_config)
+    strategy = distribution.strategy_for(cfg.train.distribution)
+    chief = distribution.is_chief(strategy)
+    print(distribution.describe(strategy, chief), flush=True)
     hyperparameters = getattr(fn_args, "hyperparameters", None)
     if hyperparameters:
         cfg = apply_hyperparameters(cfg, hyperparameters)
@@ -118,18 +126,29 @@ def run_fn(fn_args) -> None:
     if cfg.train.label_smoothing:
         eval_ds = optim.one_hot_labels(eval_ds, len(names))
     root = resume.backup_dir(fn_args, cfg) if cfg.train.resume else None
-    model = build_model(cfg, data.image_shape(tf_transform_output), len(names))
-    progress = resume.Progress(root, resume.total_epochs(cfg))
-    history = train(model, cfg, train_data, eval_ds, fn_args.model_run_dir, batches_per_pass,
-                    progress)
-    tf.io.gfile.makedirs(fn_args.model_run_dir)
-    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as fh:
+    with strategy.scope():
+        model = build_model(cfg, data.image_shape(tf_transform_output), len(names))
+        progress = resume.Progress(root, resume.total_epochs(cfg), writer=chief)
+        history = train(model, cfg, train_data, eval_ds, fn_args.model_run_dir, batches_per_pass,
+                        progress)
+    with distribution.write_dir(fn_args.serving_model_dir, chief) as serving_model_dir:
+        export(model, tf_transform_output, names, serving_model_dir, cfg.data.max_file_bytes)
+    if chief:
+        write_run_files(fn_args.model_run_dir, history, cfg, progress)
+    distribution.barrier(strategy)
+    if chief:
+        resume.discard(root)
+
+
+def write_run_files(model_run_dir: str, history: dict, cfg: LensflowConfig,
+                    progress: resume.Progress) -> None:
+    """The training history, the augmentation policy and ``resume.json`` beside the logs."""
+    tf.io.gfile.makedirs(model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(model_run_dir, HISTORY_FILE), "w") as fh:
         fh.write(json.dumps(history))
-    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, AUGMENTATION_FILE), "w") as fh:
+    with tf.io.gfile.GFile(os.path.join(model_run_dir, AUGMENTATION_FILE), "w") as fh:
         fh.write(json.dumps(augment.describe(cfg.augment)))
-    export(model, tf_transform_output, names, fn_args.serving_model_dir, cfg.data.max_file_bytes)
-    resume.write_record(fn_args.model_run_dir, progress.record())
-    resume.discard(root)
+    resume.write_record(model_run_dir, progress.record())
 
 
 def apply_hyperparameters(cfg: LensflowConfig, hyperparameters) -> LensflowConfig:

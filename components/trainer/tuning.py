@@ -2,7 +2,9 @@
 
 Hyperparameter names are dotted config keys, so the best values apply to the config the
 Trainer builds from (``run.apply_hyperparameters``). Augmentation changes the input pipeline,
-not the model, so the HyperModel builds each trial's training data in ``fit``.
+not the model, so the HyperModel builds each trial's training data in ``fit``. Trials train over
+the local GPUs when ``train.distribution`` mirrors (``distribution.tuner_strategy``): KerasTuner
+builds and compiles each trial's model in that strategy's scope.
 """
 
 import keras_tuner as kt
@@ -11,7 +13,7 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx.v1.components import TunerFnResult
 
-from components.trainer import data
+from components.trainer import data, distribution
 from components.trainer.models import build_model
 from components.trainer.run import class_names, compile_model
 from pipeline.config import LensflowConfig, from_custom_config
@@ -66,6 +68,7 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
         LensflowHyperModel(cfg, fn_args, transform_output),
         objective=kt.Objective("val_accuracy", direction="max"),
         max_trials=cfg.tuner.max_trials, seed=cfg.train.seed,
+        distribution_strategy=distribution.tuner_strategy(cfg.train.distribution),
         directory=fn_args.working_dir, project_name="lensflow", overwrite=True)
     tf.keras.utils.set_random_seed(cfg.train.seed)
     return TunerFnResult(tuner=tuner, fit_kwargs={})

@@ -21,21 +21,21 @@ def test_auto_picks_bfloat16_only_where_the_cpu_has_it(tmp_path, text, native):
     path = tmp_path / "cpuinfo"
     path.write_text(text)
     assert precision.native_bfloat16(str(path)) is native
-    assert precision.resolve("auto", cpuinfo_path=str(path)) == \
+    assert precision.resolve("auto", cpuinfo_path=str(path), gpu=False) == \
         ("mixed_bfloat16" if native else "float32")
     assert precision.resolve("float32", cpuinfo_path=str(path)) == "float32"
     assert precision.resolve("mixed_bfloat16", cpuinfo_path=str(path)) == "mixed_bfloat16"
 
 
 def test_missing_cpuinfo_means_float32(tmp_path):
-    assert precision.resolve("auto", cpuinfo_path=str(tmp_path / "absent")) == "float32"
+    assert precision.resolve("auto", cpuinfo_path=str(tmp_path / "absent"), gpu=False) == "float32"
 
 
 def test_auto_keeps_families_that_are_slower_in_bfloat16_in_float32(tmp_path):
     path = tmp_path / "cpuinfo"
     path.write_text(XEON_AMX)
-    assert precision.resolve("auto", "transfer", str(path)) == "float32"
-    assert precision.resolve("auto", "compact_resnet", str(path)) == "mixed_bfloat16"
+    assert precision.resolve("auto", "transfer", str(path), gpu=False) == "float32"
+    assert precision.resolve("auto", "compact_resnet", str(path), gpu=False) == "mixed_bfloat16"
     assert precision.resolve("mixed_bfloat16", "transfer", str(path)) == "mixed_bfloat16"
 
 
@@ -79,9 +79,49 @@ def test_unknown_precision_is_rejected():
 def test_build_model_resolves_auto_for_its_family(monkeypatch):
     """On a CPU with native bfloat16, ``auto`` builds compact_resnet in bfloat16, transfer in float32."""
     monkeypatch.setattr(precision, "native_bfloat16", lambda cpuinfo_path=precision.CPUINFO: True)
+    monkeypatch.setattr(precision, "gpu_present", lambda: False)
     resnet = build_model(small_cfg(**{"train.precision": "auto"}), (12, 12, 1), 3)
     assert resnet.get_layer("stem_conv").compute_dtype == "bfloat16"
     transfer = build_model(small_cfg(**{"train.precision": "auto", "model.family": "transfer",
                                         "model.weights": None, "model.backbone_input_size": 32}),
                            (12, 12, 1), 3)
     assert {layer.compute_dtype for layer in transfer.layers} == {"float32"}
+
+
+def test_auto_picks_float16_where_there_is_a_gpu(tmp_path):
+    path = tmp_path / "cpuinfo"
+    path.write_text(XEON_AMX)
+    assert precision.resolve("auto", "transfer", str(path), gpu=True) == "mixed_float16"
+    assert precision.resolve("auto", "compact_resnet", str(path), gpu=True) == "mixed_float16"
+    assert precision.resolve("float32", "compact_resnet", str(path), gpu=True) == "float32"
+    assert precision.resolve("auto", gpu=None) == \
+        ("mixed_float16" if tf.config.list_physical_devices("GPU") else
+         precision.resolve("auto", gpu=False))
+
+
+def test_float16_model_scales_its_loss_and_outputs_float32():
+    """mixed_float16 builds float16 layers with float32 weights and a float32 softmax, and
+    compiling wraps the optimiser in a LossScaleOptimizer (float16 gradients underflow without
+    it); runs on a CPU too."""
+    model = build_model(small_cfg(**{"train.precision": "mixed_float16"}), (12, 12, 1), 3)
+    assert tf.keras.mixed_precision.global_policy().name == "float32"
+    assert model.get_layer("stem_conv").compute_dtype == "float16"
+    assert model.get_layer("stem_conv").kernel.dtype == tf.float32
+    model.compile(tf.keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    assert isinstance(model.optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
+    x = np.random.default_rng(0).normal(size=(16, 12, 12, 1)).astype("float32")
+    assert model.predict(x, verbose=0).dtype == np.float32
+
+
+@pytest.mark.skipif(not tf.config.list_physical_devices("GPU"),
+                    reason="no GPU here: mixed_float16 training on a GPU is not exercised")
+def test_float16_model_trains_on_a_gpu():
+    model = build_model(small_cfg(**{"train.precision": "auto"}), (12, 12, 1), 3)
+    assert model.get_layer("stem_conv").compute_dtype == "float16"
+    x = np.random.default_rng(0).normal(size=(32, 12, 12, 1)).astype("float32")
+    y = np.arange(32) % 3
+    model.compile(tf.keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    before = model.evaluate(x, y, verbose=0)
+    with tf.device("/GPU:0"):
+        model.fit(x, y, epochs=15, verbose=0)
+    assert model.evaluate(x, y, verbose=0) < before

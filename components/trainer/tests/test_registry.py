@@ -55,7 +55,8 @@ def test_a_new_family_is_one_registration(monkeypatch, tmp_path):
     cfg = LensflowConfig().replace(**{"model.family": "tiny"})
     assert cfg.effective_normalize is False
     assert build_model(cfg, (8, 8, 1), 4).name == "tiny"
-    assert precision.resolve("auto", "tiny", cpuinfo_path=str(tmp_path / "none")) == "float32"
+    assert precision.resolve("auto", "tiny", cpuinfo_path=str(tmp_path / "none"),
+                             gpu=False) == "float32"
     listed = CliRunner().invoke(main, ["models", "--json", "--home", str(tmp_path)])
     assert listed.exit_code == 0, listed.output
     assert json.loads(listed.output)["families"]["tiny"] == tiny.description
