@@ -16,12 +16,12 @@ import tensorflow_data_validation as tfdv
 from tfx.types import artifact_utils, standard_artifacts
 
 from components.data_validation import drift, gate
+from components.data_validation.tests.drift_steps import run_drift_check
 from components.pusher import training_statistics, versions
-from components.pusher.fingerprint import DATA_FINGERPRINT
 from components.transform import features
 from pipeline import summary as run_summary
 from pipeline import outcome
-from pipeline.config import REPO_ROOT, SAMPLE_DATA, LensflowConfig
+from pipeline.config import REPO_ROOT, SAMPLE_DATA
 
 ATTRIBUTES = [features.LABEL_KEY, features.SIZE_BUCKET_KEY, features.BRIGHTNESS_BUCKET_KEY,
               features.WIDTH_KEY, features.HEIGHT_KEY, features.CHANNELS_KEY]
@@ -64,22 +64,6 @@ def _statistics(tmp_path, name, frame):
     return artifact
 
 
-def _drift_check(tmp_path, serving, statistics, policy, name):
-    """The DriftCheck executor as a later run on new data (another data fingerprint) runs it."""
-    examples = standard_artifacts.Examples()
-    examples.uri = str(tmp_path / "new_examples")
-    examples.set_string_custom_property(DATA_FINGERPRINT, "a later run's data")
-    out = standard_artifacts.ExampleAnomalies()
-    out.uri = str(tmp_path / name)
-    os.makedirs(out.uri)
-    drift.DriftCheck.EXECUTOR_SPEC.executor_class().Do(
-        {"examples": [examples], "statistics": [statistics]}, {"drift": [out]},
-        {"serving_dir": str(serving), "model_name": "lensflow", "settings_fingerprint": "s",
-         "serving_state": "none",
-         "drift_config": LensflowConfig().replace(**{"drift.policy": policy}).to_json(["drift"])})
-    return out
-
-
 def test_the_first_run_reports_that_there_was_nothing_to_compare_with(e2e):
     result = e2e.summary["drift"]
     assert result["baseline_found"] is False and result["measurements"] == []
@@ -101,7 +85,7 @@ def test_the_pushed_versions_training_statistics_are_found_and_compared(e2e, tmp
     serving = tmp_path / "serving"  # later tests may push newer versions into the shared home
     shutil.copytree(pushed, serving / e2e.config.push.model_name / version)
 
-    same = drift.read(_drift_check(tmp_path, serving, artifacts["StatisticsGen"], "gate", "same"))
+    same = drift.read(run_drift_check(tmp_path, serving, artifacts["StatisticsGen"], "gate", "same"))
     assert same["baseline_found"] is True and same["serving_version"] == version
     assert {row["feature"] for row in same["measurements"]} == set(drift.COMPARED)
     assert same["drifted"] == [] and same["gate_reasons"] == []
@@ -111,7 +95,7 @@ def test_the_pushed_versions_training_statistics_are_found_and_compared(e2e, tmp
     assert len(frame) == carried.datasets[0].num_examples
     kept = sorted(frame[features.LABEL_KEY].unique())[3:]
     fewer = _statistics(tmp_path, "fewer_classes", frame[frame[features.LABEL_KEY].isin(kept)])
-    out = _drift_check(tmp_path, serving, fewer, "gate", "fewer")
+    out = run_drift_check(tmp_path, serving, fewer, "gate", "fewer")
     result = drift.read(out)
     label = next(row for row in result["measurements"] if row["feature"] == features.LABEL_KEY)
     assert label["drifted"] and label["value"] > label["threshold"], result["measurements"]

@@ -10,9 +10,9 @@ import tensorflow_data_validation as tfdv
 from tfx.types import artifact_utils, standard_artifacts
 
 from components.data_validation import drift, gate
+from components.data_validation.tests.drift_steps import run_drift_check
 from components.pusher import training_statistics, versions
-from components.pusher.fingerprint import DATA_FINGERPRINT
-from pipeline.config import ConfigError, DriftConfig, LensflowConfig, load_config
+from pipeline.config import ConfigError, DriftConfig, load_config
 
 CLASSES = ["bag", "boot", "coat", "dress", "shirt"]
 
@@ -108,21 +108,6 @@ def _push(model_base, tmp_path, statistics=None, fingerprint="an earlier run"):
         added[training_statistics.PATH_IN_VERSION] = training_statistics.read_split(statistics)
         record[training_statistics.RECORD_FIELD] = training_statistics.PATH_IN_VERSION
     return versions.publish_next(str(model), model_base, record=record, added=added)[0]
-
-
-def run_drift_check(tmp_path, serving, statistics, policy="report-only", name="drift"):
-    examples = standard_artifacts.Examples()
-    examples.uri = str(tmp_path / "examples")
-    examples.set_string_custom_property(DATA_FINGERPRINT, "this run's data")
-    out = standard_artifacts.ExampleAnomalies()
-    out.uri = str(tmp_path / name)
-    os.makedirs(out.uri)
-    drift.DriftCheck.EXECUTOR_SPEC.executor_class().Do(
-        {"examples": [examples], "statistics": [statistics]}, {"drift": [out]},
-        {"serving_dir": str(serving), "model_name": "lensflow", "settings_fingerprint": "s",
-         "serving_state": "none",
-         "drift_config": LensflowConfig().replace(**{"drift.policy": policy}).to_json(["drift"])})
-    return out
 
 
 def test_a_first_run_has_nothing_to_compare_with_and_is_not_stopped(tmp_path):
