@@ -58,6 +58,7 @@ def xdist_group(item, used) -> str:
     return item.nodeid.split("::")[0]
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the node ids
 def pytest_collection_modifyitems(items):
     """Mark each test by the fixtures it pulls in: ``e2e`` (a real pipeline run), ``slow`` (runs
     pipelines of its own), ``browser`` (headless Chromium); ``make test-fast`` deselects them.
