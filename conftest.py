@@ -31,8 +31,8 @@ class PipelineRun:
 
 def run_pipeline(cfg) -> PipelineRun:
     """Run the pipeline for ``cfg`` in-process and summarise its latest run."""
-    from pipeline import summary
-    from pipeline.runners import local
+    from lensflow.pipeline import summary
+    from lensflow.pipeline.runners import local
 
     local.run(cfg)
     return PipelineRun(cfg, summary.summarise(cfg.metadata_path))
@@ -85,7 +85,7 @@ def e2e(tmp_path_factory, worker_id) -> PipelineRun:
     import fcntl
     import json
 
-    from pipeline.config import load_config
+    from lensflow.pipeline.config import load_config
 
     if worker_id == "master":
         home = tmp_path_factory.mktemp("lensflow_home")
@@ -125,8 +125,8 @@ class KubeflowRehearsal:
     result: Any
 
     def rehearse(self, run_id: str):
-        from pipeline.config import REPO_ROOT
-        from pipeline.runners import rehearse
+        from lensflow.pipeline.config import REPO_ROOT
+        from lensflow.pipeline.runners import rehearse
         from tests import s3_server
 
         rehearser = rehearse.Rehearser(
@@ -147,8 +147,8 @@ def kfp_rehearsal(tmp_path_factory, s3_server) -> KubeflowRehearsal:
     moto on loopback, rehearsed with the sample on a mapped data volume (minutes of CPU)."""
     import shutil
 
-    from pipeline.config import SAMPLE_DATA, load_config
-    from pipeline.runners import kubeflow
+    from lensflow.pipeline.config import SAMPLE_DATA, load_config
+    from lensflow.pipeline.runners import kubeflow
 
     work = tmp_path_factory.mktemp("kfp_rehearsal")
     from tests.s3_server import KFP_BUCKET

@@ -1,15 +1,36 @@
-"""lensflow: a TFX 1.16 pipeline that turns a folder of labelled images into a served classifier."""
+"""lensflow: a TFX 1.16 pipeline that turns a folder of labelled images into a served classifier.
+
+The repository's top-level folders become the ``lensflow`` package (``pipeline/`` is
+``lensflow.pipeline``, and so on), with the curated schema, the bundled sample and the Kubeflow
+templates as package data. ``system`` keeps its own top-level name: Kubeflow's artifact types
+``system.HTML`` / ``system.Markdown`` / ``system.Metrics`` are imported back by that exact path.
+"""
 from setuptools import find_packages, setup
+
+CODE = ("pipeline", "components", "serving")
+DATA = {"schemas": ["*.pbtxt"],
+        "kubeflow": ["Dockerfile", "*.md", "serving/*", "training/*"],
+        "data": ["sample/*", "sample/*/*/*"]}
+
+packages = ["lensflow", "system"] + [f"lensflow.{name}" for name in DATA]
+package_dir = {"lensflow": "lensflow", "system": "system"}
+for folder in CODE:
+    package_dir[f"lensflow.{folder}"] = folder
+    packages += [f"lensflow.{folder}"] + [
+        f"lensflow.{folder}.{sub}"
+        for sub in find_packages(folder, exclude=["tests", "*.tests", "*.tests.*"])]
+for folder in DATA:
+    package_dir[f"lensflow.{folder}"] = folder
 
 setup(
     name="lensflow",
     version="0.1.0",
     description="Image folder -> validated, served image classifier on TensorFlow Extended",
     python_requires=">=3.10,<3.11",
-    packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*",
-                                    "serving", "serving.*", "system"],
-                           exclude=["*.tests", "*.tests.*"]),
-    package_data={"": ["*.pbtxt", "*.html", "*.j2", "*.css", "*.js"]},
+    packages=packages,
+    package_dir=package_dir,
+    package_data={"": ["*.pbtxt", "*.html", "*.j2", "*.css", "*.js"],
+                  **{f"lensflow.{folder}": globs for folder, globs in DATA.items()}},
     include_package_data=True,
     install_requires=[
         "tfx[kfp]==1.16.0",
@@ -32,5 +53,5 @@ setup(
     extras_require={"test": ["pytest", "pytest-timeout", "pytest-xdist", "scikit-image==0.24.0", "nbclient",
                              "nbformat", "ipykernel", "kubernetes-validate",
                               "moto[server]"]},
-    entry_points={"console_scripts": ["lensflow=pipeline.cli:main"]},
+    entry_points={"console_scripts": ["lensflow=lensflow.pipeline.cli:main"]},
 )

@@ -12,8 +12,8 @@ import sys
 import time
 from typing import Dict, List
 
-from pipeline import summary as run_summary
-from pipeline.config import load_config
+from lensflow.pipeline import summary as run_summary
+from lensflow.pipeline.config import load_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 UPSTREAM_OF_TRAINER = ("ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",

@@ -8,7 +8,7 @@ from typing import Callable, Dict, List, Sequence
 import numpy as np
 import tensorflow as tf
 
-from components.report.interpret import load_keras_model, transformed_images
+from lensflow.components.report.interpret import load_keras_model, transformed_images
 
 
 def _latencies(call: Callable, inputs: Sequence, repeats: int) -> List[float]:

@@ -20,11 +20,11 @@ from typing import Dict, List, Optional
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from components.serving_check.model_server import ModelServer  # noqa: E402
-from serving import load  # noqa: E402
-from serving.client import LocalPredictor  # noqa: E402
-from serving.model_store import resolve_model_base  # noqa: E402
-from serving.saved_model import MAX_STRING_BYTES  # noqa: E402
+from lensflow.components.serving_check.model_server import ModelServer  # noqa: E402
+from lensflow.serving import load  # noqa: E402
+from lensflow.serving.client import LocalPredictor  # noqa: E402
+from lensflow.serving.model_store import resolve_model_base  # noqa: E402
+from lensflow.serving.saved_model import MAX_STRING_BYTES  # noqa: E402
 
 
 def serving_load(model_dir: str, model_name: str, images: List[bytes], clients: int = 8,
@@ -52,7 +52,7 @@ def serving_load(model_dir: str, model_name: str, images: List[bytes], clients: 
 
 
 def _newest(base: str) -> int:
-    from components.pusher.versions import versions
+    from lensflow.components.pusher.versions import versions
 
     return versions(base)[-1]
 

@@ -14,12 +14,12 @@ from tfx.components.trainer.fn_args_utils import DataAccessor
 from tfx.components.util import tfxio_utils
 from tfx.types import standard_artifacts
 
-from components.trainer import data as trainer_data
-from components.trainer import optim
-from components.trainer.models import build_model
-from components.trainer.run import compile_model
-from components.transform import augment, features
-from pipeline.config import LensflowConfig
+from lensflow.components.trainer import data as trainer_data
+from lensflow.components.trainer import optim
+from lensflow.components.trainer.models import build_model
+from lensflow.components.trainer.run import compile_model
+from lensflow.components.transform import augment, features
+from lensflow.pipeline.config import LensflowConfig
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 

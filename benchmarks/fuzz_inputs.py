@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import fuzz_mutate  # noqa: E402
-from pipeline.config import DataConfig  # noqa: E402
+from lensflow.pipeline.config import DataConfig  # noqa: E402
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fuzz_worker.py")
 PATHS = ("ingestion", "serving")

@@ -12,7 +12,7 @@ import struct
 import zlib
 from typing import Callable, Dict, List, Optional, Tuple
 
-from pipeline.config import SAMPLE_DATA
+from lensflow.pipeline.config import SAMPLE_DATA
 
 OPS = ("none", "zero_length", "truncate", "bitflip", "header", "huge_dims", "garbage")
 WEIGHTS = {"none": 2, "truncate": 20, "bitflip": 25, "header": 25, "huge_dims": 12, "garbage": 12}
@@ -25,7 +25,7 @@ _HUGE = (0, 1, 6324, 6400, 30000, 65535, 100_000, 2 ** 31 - 1, 2 ** 32 - 1)
 
 def seed_files(rng: random.Random, sample_count: int = 40) -> Dict[str, bytes]:
     """name -> bytes of the real seed images: the decode corpus plus ``sample_count`` sample files."""
-    from components.transform.tests import corpus
+    from lensflow.components.transform.tests import corpus
 
     seeds = {f"corpus/{name}": data for name, data in corpus.corpus().items()}
     sample = sorted(SAMPLE_DATA.glob("*/*.png"))

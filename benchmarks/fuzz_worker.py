@@ -57,7 +57,7 @@ class Memory:
 
 
 def _ingestion(max_pixels: int, max_bytes: int, ingested_dir: str):
-    from components.image_example_gen.decode import RejectedImage, load_image
+    from lensflow.components.image_example_gen.decode import RejectedImage, load_image
 
     def run(item):
         try:
@@ -88,8 +88,8 @@ def _serving(max_pixels: int, max_bytes: int, ingested_dir: str, model_dir: str)
     import tensorflow as tf
     from PIL import Image
 
-    from components.transform import decode, features, preprocessing
-    from pipeline.config import ImageConfig
+    from lensflow.components.transform import decode, features, preprocessing
+    from lensflow.pipeline.config import ImageConfig
 
     if model_dir:
         served_fn = tf.saved_model.load(model_dir).signatures["serving_default"]
@@ -148,7 +148,7 @@ def _serving(max_pixels: int, max_bytes: int, ingested_dir: str, model_dir: str)
 
 
 def corpus_file(name: str) -> bytes:
-    from components.transform.tests import corpus
+    from lensflow.components.transform.tests import corpus
     return corpus.corpus()[name]
 
 

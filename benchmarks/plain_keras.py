@@ -12,11 +12,11 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import tensorflow as tf  # noqa: E402
 
-from components.trainer.models import build_model  # noqa: E402
-from components.trainer import optim  # noqa: E402
-from components.trainer.run import compile_model  # noqa: E402
-from components.transform import augment  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
+from lensflow.components.trainer.models import build_model  # noqa: E402
+from lensflow.components.trainer import optim  # noqa: E402
+from lensflow.components.trainer.run import compile_model  # noqa: E402
+from lensflow.components.transform import augment  # noqa: E402
+from lensflow.pipeline.config import load_config  # noqa: E402
 
 
 def datasets(root: str, size: int, batch: int, seed: int, policy=None):

@@ -25,9 +25,9 @@ import bench_pipeline  # noqa: E402
 import bench_serving  # noqa: E402
 import bench_serving_load  # noqa: E402
 import bench_throughput  # noqa: E402
-from components.image_example_gen import fashion_mnist  # noqa: E402
-from components.trainer import precision  # noqa: E402
-from pipeline.config import REPO_ROOT, load_config  # noqa: E402
+from lensflow.components.image_example_gen import fashion_mnist  # noqa: E402
+from lensflow.components.trainer import precision  # noqa: E402
+from lensflow.pipeline.config import REPO_ROOT, load_config  # noqa: E402
 
 ALL = ("pipeline", "ingestion", "trainer_input", "serving", "serving_load")
 

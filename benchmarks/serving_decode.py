@@ -61,7 +61,7 @@ def evaluate(summary: dict, data: Path) -> dict:
     """Accuracy of the pushed model through serving and through the pipeline on the test split."""
     import tensorflow as tf
 
-    from components.transform import features
+    from lensflow.components.transform import features
 
     model = tf.saved_model.load(summary["pushed_model_dir"])
     serve, examples_fn = model.signatures["serving_default"], model.signatures["serving_examples"]
@@ -104,7 +104,7 @@ def main() -> None:
     home = out / "home"
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "PYTHONHASHSEED": "0"}
     summary_file = out / "summary.json"
-    subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--data", str(data),
+    subprocess.run([sys.executable, "-m", "lensflow.pipeline.cli", "run", "--data", str(data),
                     "--home", str(home), "--epochs", str(args.epochs), "--min-accuracy", "0",
                     "--summary-json", str(summary_file)], check=True, env=env, cwd=REPO)
     result = evaluate(json.loads(summary_file.read_text()), data)

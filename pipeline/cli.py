@@ -13,10 +13,10 @@ import warnings  # noqa: E402
 
 import click  # noqa: E402
 
-from pipeline.cli_options import (config_option, holding_home, home_option, make_config,  # noqa: E402
+from lensflow.pipeline.cli_options import (config_option, holding_home, home_option, make_config,  # noqa: E402
                                   set_option, wait_option)
-from pipeline.config import choices  # noqa: E402
-from pipeline import object_store  # noqa: E402
+from lensflow.pipeline.config import choices  # noqa: E402
+from lensflow.pipeline import object_store  # noqa: E402
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 
@@ -89,8 +89,8 @@ def run(home, config_file, data, manifest, epochs, batch_size, learning_rate, im
     click.echo(f"lensflow: running pipeline '{cfg.pipeline_name}' on "
                f"{cfg.data.manifest or cfg.data.path}\n  home: {cfg.home_dir}")
     with holding_home(cfg.home_dir, wait):  # before the heavy imports: a refusal is quick
-        from pipeline import summary as run_summary
-        from pipeline.runners import local
+        from lensflow.pipeline import summary as run_summary
+        from lensflow.pipeline.runners import local
 
         before = _known_runs(cfg.metadata_path, run_summary)
         error = None
@@ -118,7 +118,7 @@ def _known_runs(metadata_path, run_summary) -> list:
 def _with_error(result, error):
     """A run that raised is ``failed``, with the error among the reasons, unless its summary
     shows the data gate stopped it (the gate stops a run by raising)."""
-    from pipeline import outcome
+    from lensflow.pipeline import outcome
 
     if error is not None and result["outcome"]["name"] != outcome.DATA_STOPPED.name:
         failed = result["outcome"]["name"] == outcome.FAILED.name
@@ -132,9 +132,9 @@ def _exit_code(result, error) -> int:
     """The exit code of the run's outcome (``pipeline/outcome.py``); ``failed`` without a
     summary. A failure's traceback goes to stderr (one line for a full disk, whose message
     says it all); a data stop's reasons are already shown."""
-    from pipeline import outcome
+    from lensflow.pipeline import outcome
 
-    from pipeline.disk_errors import disk_cause
+    from lensflow.pipeline.disk_errors import disk_cause
 
     code = result["outcome"]["exit_code"] if result else outcome.FAILED.code
     if error is not None and code == outcome.FAILED.code and disk_cause(error):
@@ -149,7 +149,7 @@ def _finish(cfg, summary_json, run_summary, before=(), error=None):
     """Summarise the run just made, keep its report (the one RunReport wrote, or written now
     when that step did not run in this run), and print both; the summary, or None when this
     run recorded nothing."""
-    from components.report.render import write_report
+    from lensflow.components.report.render import write_report
 
     new = [run_id for run_id in _known_runs(cfg.metadata_path, run_summary) if run_id not in before]
     if not new:
@@ -193,7 +193,7 @@ def data():
               help="Folder with the idx files (Debian package dataset-fashion-mnist).")
 def fashion_mnist(out, per_class, idx_dir):
     """Write Fashion-MNIST as OUT/{train,test}/<class>/*.png (official splits kept apart)."""
-    from components.image_example_gen import fashion_mnist as fm
+    from lensflow.components.image_example_gen import fashion_mnist as fm
 
     try:
         counts = fm.export(out, idx_dir=idx_dir, per_class=per_class)
@@ -210,7 +210,7 @@ def fashion_mnist(out, per_class, idx_dir):
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def summary(home, config_file, run_id, as_json):
     """Summarise a past run from ML Metadata."""
-    from pipeline import summary as run_summary
+    from lensflow.pipeline import summary as run_summary
 
     cfg = make_config(config_file, home)
     try:
@@ -227,8 +227,8 @@ def summary(home, config_file, run_id, as_json):
 @click.option("--json", "as_json", is_flag=True)
 def models(home, config_file, as_json):
     """List model families and backbones, with where each backbone's weights come from."""
-    from components.trainer.backbones import list_backbones
-    from pipeline.registry import FAMILIES
+    from lensflow.components.trainer.backbones import list_backbones
+    from lensflow.pipeline.registry import FAMILIES
 
     cfg = make_config(config_file, home)
     backbones = list_backbones(cfg.weights_cache_dir)
@@ -249,10 +249,10 @@ def models(home, config_file, as_json):
 
 def _register_stage_commands() -> None:
     """Commands whose code lives with their stage."""
-    from components.report.cli import report
-    from pipeline.compare.cli import compare
-    from pipeline.cli_kubeflow import compile_command, rehearse_command, submit_command
-    from serving.cli import predict, serve
+    from lensflow.components.report.cli import report
+    from lensflow.pipeline.compare.cli import compare
+    from lensflow.pipeline.cli_kubeflow import compile_command, rehearse_command, submit_command
+    from lensflow.serving.cli import predict, serve
 
     for command in (report, serve, predict, compile_command, rehearse_command, submit_command,
                     compare):

@@ -1,7 +1,7 @@
 """``lensflow compile``, ``lensflow rehearse`` and ``lensflow submit``: the pipeline on Kubeflow
 Pipelines v2.
 
-Registered on the main group by ``pipeline.cli``. ``compile`` and ``submit`` read the same config
+Registered on the main group by ``lensflow.pipeline.cli``. ``compile`` and ``submit`` read the same config
 as ``lensflow run``; its ``kubeflow`` section says which image, pipeline root and pod paths to use.
 ``rehearse`` reads only the compiled package.
 """
@@ -12,7 +12,7 @@ import tempfile
 
 import click
 
-from pipeline.cli_options import config_option, make_config
+from lensflow.pipeline.cli_options import config_option, make_config
 
 image_option = click.option("--image", help="Container image of every step [kubeflow.image].")
 root_option = click.option(
@@ -25,7 +25,7 @@ def _kubeflow_config(config_file, image, pipeline_root):
 
 
 def _compile(cfg, out: str) -> None:
-    from pipeline.runners import kubeflow
+    from lensflow.pipeline.runners import kubeflow
 
     try:
         info = kubeflow.compile_package(cfg, out)
@@ -72,7 +72,7 @@ def compile_command(config_file, target, out, image, pipeline_root):
 def submit_command(config_file, host, experiment, run_name, package, no_cache, image,
                    pipeline_root):
     """Submit a run to Kubeflow Pipelines (kfp.Client), compiling the package if needed."""
-    from pipeline.runners import kubeflow
+    from lensflow.pipeline.runners import kubeflow
 
     cfg = _kubeflow_config(config_file, image, pipeline_root)
     try:
@@ -120,8 +120,8 @@ def _submit(kubeflow, cfg, host, path, experiment, run_name, no_cache) -> str:
 @click.option("--no-cache", is_flag=True, default=False, help="Run every task, cached or not.")
 def rehearse_command(package, mounts, secrets, env, pipeline_root, state_dir, run_id, no_cache):
     """Execute a compiled .yaml package locally, task by task, as KFP v2 would (no cluster)."""
-    from pipeline.config import REPO_ROOT
-    from pipeline.runners import rehearse
+    from lensflow.pipeline.config import REPO_ROOT
+    from lensflow.pipeline.runners import rehearse
 
     try:
         rehearser = rehearse.Rehearser(

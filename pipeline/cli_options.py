@@ -4,7 +4,7 @@ from contextlib import ExitStack, contextmanager
 import click
 import yaml
 
-from pipeline.config import ConfigError, LensflowConfig, load_config
+from lensflow.pipeline.config import ConfigError, LensflowConfig, load_config
 
 home_option = click.option("--home", envvar="LENSFLOW_HOME", type=click.Path(file_okay=False),
                            help="Artifacts, metadata and serving dir [env LENSFLOW_HOME; ~/.lensflow].")
@@ -49,9 +49,9 @@ wait_option = click.option(
 
 @contextmanager
 def holding_home(home, wait: bool):
-    """Hold the home's lock (``pipeline.home_lock``) for the block; a busy home is a click
+    """Hold the home's lock (``lensflow.pipeline.home_lock``) for the block; a busy home is a click
     error (exit 1) naming the home and the other run, or with ``wait`` a notice and a wait."""
-    from pipeline import home_lock
+    from lensflow.pipeline import home_lock
 
     def notice(holder):
         click.echo(f"waiting: another lensflow process is using the home {home} "

@@ -25,10 +25,12 @@ import yaml
 from pydantic import ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
 
-from pipeline.registry import (AUGMENT_OPS, AUGMENT_PRESETS, BACKBONES, DISTRIBUTIONS,
+from lensflow import ROOT
+from lensflow.pipeline.registry import (AUGMENT_OPS, AUGMENT_PRESETS, BACKBONES, DISTRIBUTIONS,
                                FAMILIES)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# The repository's folders: the checkout's, or the same folders inside an installed package.
+REPO_ROOT = Path(ROOT)
 SAMPLE_DATA = REPO_ROOT / "data" / "sample" / "fashion_mnist"
 CURATED_SCHEMA = REPO_ROOT / "schemas" / "schema.pbtxt"
 

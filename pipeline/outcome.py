@@ -1,7 +1,7 @@
 """What a run came to, as one of a few named outcomes with an exit code of its own, so a
 scheduler or CI can tell "trained and pushed" from "trained and refused" without parsing JSON.
 
-Decided from the run summary (``pipeline.summary``, read back from ML Metadata). Codes 1 and 2
+Decided from the run summary (``lensflow.pipeline.summary``, read back from ML Metadata). Codes 1 and 2
 keep click's meanings (an error before the run starts, a usage error), so no outcome uses them.
 """
 from __future__ import annotations

@@ -17,21 +17,21 @@ from typing import List, Optional
 
 from tfx import v1 as tfx
 
-from components.data_validation.drift import DriftCheck
-from components.data_validation.gate import DataGate
-from components.evaluator.baseline import ServingBaseline, baseline_version
-from components.evaluator.eval_config import build_eval_config
-from components.evaluator.component import LensflowEvaluator
-from components.image_example_gen.component import ImageExampleGen
-from components.pusher.component import LensflowPusher
-from components.report.component import RunReport
-from components.serving_check.component import ServingCheck
-from pipeline.object_store import ensure_filesystem, is_uri
-from pipeline.config import CURATED_SCHEMA, CUSTOM_CONFIG_KEY, REPO_ROOT, LensflowConfig
+from lensflow.components.data_validation.drift import DriftCheck
+from lensflow.components.data_validation.gate import DataGate
+from lensflow.components.evaluator.baseline import ServingBaseline, baseline_version
+from lensflow.components.evaluator.eval_config import build_eval_config
+from lensflow.components.evaluator.component import LensflowEvaluator
+from lensflow.components.image_example_gen.component import ImageExampleGen
+from lensflow.components.pusher.component import LensflowPusher
+from lensflow.components.report.component import RunReport
+from lensflow.components.serving_check.component import ServingCheck
+from lensflow.pipeline.object_store import ensure_filesystem, is_uri
+from lensflow.pipeline.config import CURATED_SCHEMA, CUSTOM_CONFIG_KEY, REPO_ROOT, LensflowConfig
 
-PREPROCESSING_FN = "components.transform.preprocessing.preprocessing_fn"
-RUN_FN = "components.trainer.run.run_fn"
-TUNER_FN = "components.trainer.tuning.tuner_fn"
+PREPROCESSING_FN = "lensflow.components.transform.preprocessing.preprocessing_fn"
+RUN_FN = "lensflow.components.trainer.run.run_fn"
+TUNER_FN = "lensflow.components.trainer.tuning.tuner_fn"
 PRESPLIT_NAMES = {"train", "test", "eval", "validation"}
 TRAINER_KEYS = ["home", "augment", "model", "train", "tuner", "evaluation.top_k",
                 "data.max_file_bytes"]
@@ -58,8 +58,10 @@ def beam_pipeline_args(cfg: LensflowConfig, code_root: Optional[str] = None) -> 
         # DirectRunner's workers import lensflow and TFX from this environment and stage
         # nothing, but without a dependency flag TFX builds an sdist of itself before every
         # Beam step (seconds each); lensflow's own setup.py, never read here, skips that build.
-        if not _names_dependencies(beam.extra_args):
-            args.append(f"--setup_file={posixpath.join(code_root or str(REPO_ROOT), 'setup.py')}")
+        # An installed wheel has no setup.py: TFX then builds its sdist as it would anyway.
+        setup_file = posixpath.join(code_root or str(REPO_ROOT), "setup.py")
+        if not _names_dependencies(beam.extra_args) and (code_root or os.path.isfile(setup_file)):
+            args.append(f"--setup_file={setup_file}")
     if beam.runner == "PortableRunner":
         if not beam.job_endpoint:
             raise ValueError("beam.job_endpoint is required with PortableRunner")
@@ -85,7 +87,7 @@ def _names_dependencies(extra_args) -> bool:
 def dataset_fingerprint(cfg: LensflowConfig) -> str:
     """Names, sizes and modification times of every file under the data, so a changed dataset
     invalidates the cached ingestion. A cache key only: what a model was trained from is
-    fingerprinted at run time (``components.pusher.fingerprint``)."""
+    fingerprinted at run time (``lensflow.components.pusher.fingerprint``)."""
     root = cfg.data.manifest or cfg.data.path
     if is_uri(root):
         return object_fingerprint(root)

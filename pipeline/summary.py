@@ -183,7 +183,7 @@ def _data_stop_reasons(store, arts) -> Optional[List[str]]:
     cannot be read, so the run counts as failed rather than stopped."""
     from tfx.types import artifact_utils
 
-    from components.data_validation import gate
+    from lensflow.components.data_validation import gate
 
     inputs = [arts.get(("StatisticsGen", "statistics")), arts.get(("ExampleValidator", "anomalies")),
               arts.get(("ImportSchemaGen", "schema"))]
@@ -204,8 +204,8 @@ def _data_stop_reasons(store, arts) -> Optional[List[str]]:
 
 def summarise(metadata_path: str, run_id: Optional[str] = None) -> Dict[str, Any]:
     """The machine-readable run summary (also what ``--summary-json`` writes), with the run's
-    ``outcome`` (``pipeline.outcome``): ML Metadata knows every step's state, so it can tell."""
-    from pipeline import outcome
+    ``outcome`` (``lensflow.pipeline.outcome``): ML Metadata knows every step's state, so it can tell."""
+    from lensflow.pipeline import outcome
 
     run = from_store(metadata_path, run_id)
     summary = summarise_artifacts(run)
@@ -215,8 +215,8 @@ def summarise(metadata_path: str, run_id: Optional[str] = None) -> Dict[str, Any
 
 def summarise_artifacts(run: RunArtifacts) -> Dict[str, Any]:
     """The run summary from the artifacts themselves (ingestion report, TFMA results)."""
-    from components.evaluator import results
-    from components.image_example_gen import report
+    from lensflow.components.evaluator import results
+    from lensflow.components.image_example_gen import report
 
     summary: Dict[str, Any] = {"run_id": run.run_id, "executions": run.executions,
                                "execution_seconds": run.execution_seconds}
@@ -243,7 +243,7 @@ def summarise_artifacts(run: RunArtifacts) -> Dict[str, Any]:
     if run.model_uri:
         summary["model_uri"] = run.model_uri
     if run.model_run_uri:
-        from components.trainer import resume
+        from lensflow.components.trainer import resume
 
         summary["model_run_uri"] = run.model_run_uri
         summary["training"] = resume.read_record(run.model_run_uri)
@@ -254,7 +254,7 @@ def summarise_artifacts(run: RunArtifacts) -> Dict[str, Any]:
 
 def _drift(uri: str) -> Optional[Dict[str, Any]]:
     """The drift check's verdict (``components/data_validation/drift.py``), None if unreadable."""
-    from components.data_validation import drift
+    from lensflow.components.data_validation import drift
 
     try:
         return drift.read(uri)
@@ -289,7 +289,7 @@ def format_text(summary: Dict[str, Any]) -> str:
         for warning in summary.get("warnings", []):
             lines.append(f"  warning: {warning}")
     if summary.get("drift"):
-        from components.data_validation.drift import summary_line
+        from lensflow.components.data_validation.drift import summary_line
 
         lines.append(summary_line(summary["drift"]))
         lines += [f"  drifted: {line}" for line in summary["drift"]["drifted"][:10]]
@@ -320,7 +320,7 @@ def format_text(summary: Dict[str, Any]) -> str:
     lines.append(f"pushed model: {pushed}")
     result = summary.get("outcome")
     if result:
-        from pipeline.outcome import by_name
+        from lensflow.pipeline.outcome import by_name
 
         lines.append(f"outcome: {result['name']} (exit code {result['exit_code']}): "
                      f"{by_name(result['name']).meaning}")

@@ -21,8 +21,8 @@ from typing import Any, Dict, List, Optional
 import grpc
 import numpy as np
 
-from serving.errors import ServingError
-from serving.tf_serving_config import BatchingParameters, parse
+from lensflow.serving.errors import ServingError
+from lensflow.serving.tf_serving_config import BatchingParameters, parse
 
 
 class Unavailable(ServingError):

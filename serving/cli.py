@@ -10,8 +10,8 @@ from typing import List, Optional
 
 import click
 
-from pipeline import object_store
-from pipeline.cli_options import config_option, home_option, make_config
+from lensflow.pipeline import object_store
+from lensflow.pipeline.cli_options import config_option, home_option, make_config
 
 
 def _config_and_name(config_file, home, model_name):
@@ -54,10 +54,10 @@ def serve(ctx, home, config_file, model_dir, model_name, model_config_file, rest
         return
     from google.protobuf import text_format
 
-    from serving.batching import BatchingConfig
-    from serving.errors import ModelNotFound
-    from serving.model_store import resolve_model_base
-    from serving.server import STAND_IN_NOTICE, StandInServer
+    from lensflow.serving.batching import BatchingConfig
+    from lensflow.serving.errors import ModelNotFound
+    from lensflow.serving.model_store import resolve_model_base
+    from lensflow.serving.server import STAND_IN_NOTICE, StandInServer
 
     cfg, name = _config_and_name(config_file, home, model_name)
     path = model_dir or _config_base_path(model_config_file, name) or cfg.serving_dir
@@ -94,7 +94,7 @@ def _config_base_path(model_config_file: Optional[str], name: str) -> Optional[s
     """The base_path of ``name``'s entry in ``model_config_file`` (UsageError when absent)."""
     if not model_config_file:
         return None
-    from components.pusher import models_config
+    from lensflow.components.pusher import models_config
 
     entry = models_config.entry(models_config.read(model_config_file), name)
     if entry is None:
@@ -127,8 +127,8 @@ def labels(ctx, path, assign, remove):
     name only a complete version on disk when the base path is on this machine or in a bucket
     (``--file s3://…/models.config``). TF Serving and
     `lensflow serve --model-config-file` re-read the file while running."""
-    from components.pusher import models_config
-    from components.pusher.versions import versions
+    from lensflow.components.pusher import models_config
+    from lensflow.components.pusher.versions import versions
 
     parent = ctx.parent.params
     cfg, name = _config_and_name(parent["config_file"], parent["home"], parent["model_name"])
@@ -191,7 +191,7 @@ def _wait_for_stop() -> None:
 def predict(home, config_file, images, model_dir, url, grpc_address, model_name, version, top_k,
             class_names, timeout, as_json):
     """Top-k classes of IMAGE... from a local SavedModel or a TF Serving endpoint."""
-    from serving import client
+    from lensflow.serving import client
 
     if sum(x is not None for x in (model_dir, url, grpc_address)) > 1:
         raise click.UsageError("give at most one of --model-dir, --url, --grpc")

@@ -12,10 +12,10 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from components.transform import features
-from serving.errors import BadRequest
-from serving.model_store import resolve_version_dir
-from serving.saved_model import DEFAULT_SIGNATURE, MAX_STRING_BYTES, LoadedModel, read_class_names
+from lensflow.components.transform import features
+from lensflow.serving.errors import BadRequest
+from lensflow.serving.model_store import resolve_version_dir
+from lensflow.serving.saved_model import DEFAULT_SIGNATURE, MAX_STRING_BYTES, LoadedModel, read_class_names
 
 IMAGE_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF",
                     b"GIF89a": "GIF", b"BM": "BMP"}

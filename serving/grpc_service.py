@@ -16,10 +16,10 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
-from serving import protos
-from serving.errors import BadRequest, NotFound, ServingError
-from serving.model_store import ModelStore
-from serving.saved_model import DEFAULT_SIGNATURE
+from lensflow.serving import protos
+from lensflow.serving.errors import BadRequest, NotFound, ServingError
+from lensflow.serving.model_store import ModelStore
+from lensflow.serving.saved_model import DEFAULT_SIGNATURE
 
 log = logging.getLogger("lensflow.serving.grpc")
 

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Mapping, Tuple
 
 import numpy as np
 
-from serving.errors import BadRequest
+from lensflow.serving.errors import BadRequest
 
 ROW, COLUMNAR = "row", "columnar"
 B64 = "b64"

@@ -17,11 +17,11 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
-from components.pusher import models_config
-from components.pusher.versions import versions as list_versions
-from serving import warmup
-from serving.errors import BadRequest, ModelNotFound, NotFound
-from serving.saved_model import LoadedModel, is_version_dir
+from lensflow.components.pusher import models_config
+from lensflow.components.pusher.versions import versions as list_versions
+from lensflow.serving import warmup
+from lensflow.serving.errors import BadRequest, ModelNotFound, NotFound
+from lensflow.serving.saved_model import LoadedModel, is_version_dir
 
 log = logging.getLogger("lensflow.serving")
 

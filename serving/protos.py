@@ -7,8 +7,8 @@ from google.protobuf import json_format
 from tensorflow.core.protobuf import error_codes_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2
 
-from serving.model_store import VersionStatus
-from serving.saved_model import LoadedModel
+from lensflow.serving.model_store import VersionStatus
+from lensflow.serving.saved_model import LoadedModel
 
 SIGNATURE_DEF_FIELD = "signature_def"
 

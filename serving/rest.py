@@ -11,9 +11,9 @@ import re
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, Optional, Tuple
 
-from serving import json_codec, protos
-from serving.errors import BadRequest, NotFound, ServingError
-from serving.model_store import ModelStore
+from lensflow.serving import json_codec, protos
+from lensflow.serving.errors import BadRequest, NotFound, ServingError
+from lensflow.serving.model_store import ModelStore
 
 log = logging.getLogger("lensflow.serving.rest")
 

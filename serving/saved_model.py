@@ -10,9 +10,9 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
-from components.transform import features
-from pipeline.config import DataConfig
-from serving.errors import BadRequest, ModelNotFound
+from lensflow.components.transform import features
+from lensflow.pipeline.config import DataConfig
+from lensflow.serving.errors import BadRequest, ModelNotFound
 
 SERVE_TAG = "serve"
 DEFAULT_SIGNATURE = "serving_default"

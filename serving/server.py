@@ -11,10 +11,10 @@ import logging
 import threading
 from typing import Optional
 
-from serving.batching import Batcher, BatchingConfig
-from serving.grpc_service import make_grpc_server
-from serving.model_store import ModelStore, Watcher
-from serving.rest import DEFAULT_MAX_REQUEST_BYTES, RestApi, make_http_server
+from lensflow.serving.batching import Batcher, BatchingConfig
+from lensflow.serving.grpc_service import make_grpc_server
+from lensflow.serving.model_store import ModelStore, Watcher
+from lensflow.serving.rest import DEFAULT_MAX_REQUEST_BYTES, RestApi, make_http_server
 
 log = logging.getLogger("lensflow.serving")
 

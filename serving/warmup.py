@@ -15,7 +15,7 @@ from typing import List, Sequence
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-from components.transform import features
+from lensflow.components.transform import features
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_RECORDS = 1000          # TF Serving's kMaxNumRecords for a warmup file
@@ -79,7 +79,7 @@ def predict_requests(version_dir: str) -> List[predict_pb2.PredictRequest]:
 
 
 def replay(model, requests: Sequence[predict_pb2.PredictRequest]) -> int:
-    """Run every request on ``model`` (a ``serving.saved_model.LoadedModel``) as TF Serving does
+    """Run every request on ``model`` (a ``lensflow.serving.saved_model.LoadedModel``) as TF Serving does
     before a version becomes AVAILABLE; the first failure raises WarmupError; return the count."""
     for index, request in enumerate(requests):
         try:

@@ -21,7 +21,7 @@ from typing import Dict, Iterator
 
 import pytest
 
-from pipeline.config import REPO_ROOT
+from lensflow.pipeline.config import REPO_ROOT
 
 START_S = 90
 STOP_S = 15

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import traceback
 
-from pipeline.object_store import exit_now
+from lensflow.pipeline.object_store import exit_now
 
 
 def ingest(data: str, out: str, manifest: str = "") -> dict:
@@ -21,10 +21,10 @@ def ingest(data: str, out: str, manifest: str = "") -> dict:
     from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
     from tfx.utils import proto_utils
 
-    from components.image_example_gen.component import ImageExampleGen
-    from components.image_example_gen.executor import Executor
-    from components.transform import features
-    from pipeline.config import CUSTOM_CONFIG_KEY, LensflowConfig
+    from lensflow.components.image_example_gen.component import ImageExampleGen
+    from lensflow.components.image_example_gen.executor import Executor
+    from lensflow.components.transform import features
+    from lensflow.pipeline.config import CUSTOM_CONFIG_KEY, LensflowConfig
 
     cfg = LensflowConfig().replace(**{"data.manifest": manifest or None, "data.path": data})
     component = ImageExampleGen(input_base=data, custom_config={CUSTOM_CONFIG_KEY: cfg.to_json()})
@@ -50,9 +50,9 @@ def ingest(data: str, out: str, manifest: str = "") -> dict:
 
 
 def fingerprint(data: str) -> dict:
-    """The compile-time cache key of the data (``pipeline.pipeline.dataset_fingerprint``)."""
-    from pipeline.config import LensflowConfig
-    from pipeline.pipeline import dataset_fingerprint
+    """The compile-time cache key of the data (``lensflow.pipeline.pipeline.dataset_fingerprint``)."""
+    from lensflow.pipeline.config import LensflowConfig
+    from lensflow.pipeline.pipeline import dataset_fingerprint
 
     return {"fingerprint": dataset_fingerprint(LensflowConfig().replace(**{"data.path": data}))}
 
@@ -60,8 +60,8 @@ def fingerprint(data: str) -> dict:
 def push(model_dir: str, base: str, serving_dir: str, name: str) -> dict:
     """One push as the Pusher's executor makes it (``component.push_version``), carrying a
     statistics file as the drift check's baseline."""
-    from components.pusher import training_statistics
-    from components.pusher.component import push_version
+    from lensflow.components.pusher import training_statistics
+    from lensflow.components.pusher.component import push_version
 
     added = {training_statistics.PATH_IN_VERSION: f"statistics of {model_dir}".encode()}
     version, final = push_version(model_dir, base, serving_dir, name, 3, {"source": model_dir},
@@ -72,8 +72,8 @@ def push(model_dir: str, base: str, serving_dir: str, name: str) -> dict:
 def state(base: str, serving_dir: str, name: str) -> dict:
     """What a reader of the serving location sees: complete versions, models.config's entry,
     every numeric prefix, and the incumbent for an unknown fingerprint."""
-    from components.evaluator.baseline import baseline_version
-    from components.pusher import models_config, versions
+    from lensflow.components.evaluator.baseline import baseline_version
+    from lensflow.components.pusher import models_config, versions
 
     entry = models_config.entry(models_config.read(f"{serving_dir}/{models_config.CONFIG_FILE}"),
                                 name)
@@ -105,7 +105,7 @@ def baseline(serving_dir: str, name: str, out: str) -> dict:
     from tfx.types import standard_artifacts
     from tfx.utils import path_utils
 
-    from components.evaluator.baseline import ServingBaseline
+    from lensflow.components.evaluator.baseline import ServingBaseline
 
     examples = standard_artifacts.Examples()
     examples.set_string_custom_property("data_fingerprint", "data nobody pushed from")
@@ -122,7 +122,7 @@ def baseline(serving_dir: str, name: str, out: str) -> dict:
 
 def label(serving_dir: str, name: str, label_name: str, version: str) -> dict:
     """Point a version label at ``version`` as ``lensflow serve labels`` does."""
-    from components.pusher import models_config, versions
+    from lensflow.components.pusher import models_config, versions
 
     path = f"{serving_dir}/{models_config.CONFIG_FILE}"
     base = models_config.entry(models_config.read(path), name).base_path
@@ -182,7 +182,7 @@ def _answer(step: str, args) -> tuple:
 
 
 def main(argv) -> int:
-    from pipeline.object_store import ensure_filesystem
+    from lensflow.pipeline.object_store import ensure_filesystem
 
     ensure_filesystem("s3://")
     if argv == ["--session"]:

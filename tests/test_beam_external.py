@@ -23,11 +23,11 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import proto_utils
 
-from components.image_example_gen import report
-from components.image_example_gen.tests.badfiles import make_bad_tree
-from components.transform import features
-from pipeline.config import CURATED_SCHEMA, load_config
-from pipeline.pipeline import beam_pipeline_args, create_pipeline
+from lensflow.components.image_example_gen import report
+from lensflow.components.image_example_gen.tests.badfiles import make_bad_tree
+from lensflow.components.transform import features
+from lensflow.pipeline.config import CURATED_SCHEMA, load_config
+from lensflow.pipeline.pipeline import beam_pipeline_args, create_pipeline
 from tests import beam_services
 
 # Workers with lensflow's environment have TFX: naming their image (docs/BEAM.md) keeps TFX from

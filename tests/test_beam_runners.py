@@ -17,13 +17,13 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from components.image_example_gen import executor, report
-from components.image_example_gen.component import ImageExampleGen
-from components.image_example_gen.tests.badfiles import make_bad_tree
-from components.transform import features
-from pipeline.cli_options import make_config
-from pipeline.config import CUSTOM_CONFIG_KEY, REPO_ROOT, ConfigError, load_config
-from pipeline.pipeline import beam_pipeline_args
+from lensflow.components.image_example_gen import executor, report
+from lensflow.components.image_example_gen.component import ImageExampleGen
+from lensflow.components.image_example_gen.tests.badfiles import make_bad_tree
+from lensflow.components.transform import features
+from lensflow.pipeline.cli_options import make_config
+from lensflow.pipeline.config import CUSTOM_CONFIG_KEY, REPO_ROOT, ConfigError, load_config
+from lensflow.pipeline.pipeline import beam_pipeline_args
 from tests import beam_services
 
 # the laced tree has ten good images: even buckets keep every split non-empty

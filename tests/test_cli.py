@@ -4,7 +4,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli import main
+from lensflow.pipeline.cli import main
 
 
 def test_models_lists_families_and_backbone_availability(tmp_path):

@@ -7,16 +7,16 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from components.image_example_gen.executor import assign_split, output_splits
-from components.image_example_gen.scan import DatasetError, scan_directory, scan_manifest
-from components.transform import augment
-from pipeline.compare import subset as compare_subset
-from pipeline.compare.run import ComparePlan, base_config, pipeline_name
-from pipeline.compare.stats import aggregate, execution_counts, recall_spread
-from pipeline.compare.variants import (FINE_TUNE_LAYERS, VARIANTS, parse_variants,
+from lensflow.components.image_example_gen.executor import assign_split, output_splits
+from lensflow.components.image_example_gen.scan import DatasetError, scan_directory, scan_manifest
+from lensflow.components.transform import augment
+from lensflow.pipeline.compare import subset as compare_subset
+from lensflow.pipeline.compare.run import ComparePlan, base_config, pipeline_name
+from lensflow.pipeline.compare.stats import aggregate, execution_counts, recall_spread
+from lensflow.pipeline.compare.variants import (FINE_TUNE_LAYERS, VARIANTS, parse_variants,
                                        resolved_overrides, variant_config)
-from pipeline.config import ConfigError, LensflowConfig, load_config
-from pipeline.pipeline import TRAINER_KEYS, evaluation_split, transform_config
+from lensflow.pipeline.config import ConfigError, LensflowConfig, load_config
+from lensflow.pipeline.pipeline import TRAINER_KEYS, evaluation_split, transform_config
 
 CLASSES = ("boot", "coat", "shirt")
 
@@ -64,7 +64,7 @@ def test_every_variant_is_a_valid_config_that_changes_only_trainer_settings(name
 
 
 def test_transfer_variants_freeze_then_fine_tune_for_the_users_epochs():
-    from components.trainer.backbones import list_backbones
+    from lensflow.components.trainer.backbones import list_backbones
 
     user = load_config(None, {"train.epochs": 4})
     frozen, tuned = (variant_config(user, n) for n in ("transfer_frozen", "transfer_finetuned"))
@@ -199,7 +199,7 @@ def test_recall_spread_names_the_classes():
 def test_params_are_read_from_the_saved_model_without_loading_it(tmp_path):
     import tensorflow as tf
 
-    from pipeline.compare.records import count_params
+    from lensflow.pipeline.compare.records import count_params
 
     inputs = tf.keras.Input((8, 8, 1))
     x = tf.keras.layers.Conv2D(4, 3)(inputs)
@@ -212,7 +212,7 @@ def test_params_are_read_from_the_saved_model_without_loading_it(tmp_path):
 
 
 def test_cli_rejects_unknown_variants_before_running_anything(tmp_path):
-    from pipeline.cli import main
+    from lensflow.pipeline.cli import main
 
     result = CliRunner().invoke(main, ["compare", "--home", str(tmp_path), "--variants",
                                        "baseline,nope", "--out", str(tmp_path / "out")])
@@ -227,7 +227,7 @@ def test_trainer_time_comes_from_the_execution_that_trained_not_a_cache_hit():
     from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2 as pb
 
-    from pipeline.compare.records import producer_seconds
+    from lensflow.pipeline.compare.records import producer_seconds
 
     config = pb.ConnectionConfig()
     config.fake_database.SetInParent()

@@ -8,8 +8,8 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from pipeline import summary as run_summary
-from pipeline.config import SAMPLE_DATA
+from lensflow.pipeline import summary as run_summary
+from lensflow.pipeline.config import SAMPLE_DATA
 
 SHARED = ("ImageExampleGen", "StatisticsGen", "Transform")
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory):
-    from pipeline.cli import main
+    from lensflow.pipeline.cli import main
 
     home = tmp_path_factory.mktemp("compare_home")
     out = home / "out"
@@ -74,7 +74,7 @@ def test_subset_trains_on_200_images_and_evaluates_on_the_whole_held_out_split(c
 
 
 def test_pushes_stay_in_the_comparison_and_the_page_has_the_chart(compared, tmp_path):
-    from pipeline.cli import main
+    from lensflow.pipeline.cli import main
 
     result, out = compared["result"], compared["out"]
     assert not os.path.exists(compared["home"] / "serving")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import (CUSTOM_CONFIG_KEY, ConfigError, LensflowConfig, from_custom_config,
+from lensflow.pipeline.config import (CUSTOM_CONFIG_KEY, ConfigError, LensflowConfig, from_custom_config,
                              load_config, validate)
 
 
@@ -91,7 +91,7 @@ def test_bad_yaml_values_name_the_dotted_key(tmp_path, text, message):
 def test_set_option_reaches_any_key_and_named_flags_win():
     import click
 
-    from pipeline.cli_options import make_config
+    from lensflow.pipeline.cli_options import make_config
 
     cfg = make_config(None, None, ("train.weight_decay=5e-4", "model.widths=[8, 16]", "model.depths=[0, 1]",
                                    "train.epochs=7"), **{"train.epochs": 2})

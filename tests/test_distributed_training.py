@@ -27,11 +27,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.trainer import distribution
-from components.transform import features
-from pipeline import summary
-from pipeline.config import REPO_ROOT, load_config
-from pipeline.pipeline import TRAINER_KEYS
+from lensflow.components.trainer import distribution
+from lensflow.components.transform import features
+from lensflow.pipeline import summary
+from lensflow.pipeline.config import REPO_ROOT, load_config
+from lensflow.pipeline.pipeline import TRAINER_KEYS
 from tests.test_resume import transform_outputs
 
 TOLERANCE = 1e-5

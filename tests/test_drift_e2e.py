@@ -15,13 +15,13 @@ import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tfx.types import artifact_utils, standard_artifacts
 
-from components.data_validation import drift, gate
-from components.data_validation.tests.drift_steps import run_drift_check
-from components.pusher import training_statistics, versions
-from components.transform import features
-from pipeline import summary as run_summary
-from pipeline import outcome
-from pipeline.config import REPO_ROOT, SAMPLE_DATA
+from lensflow.components.data_validation import drift, gate
+from lensflow.components.data_validation.tests.drift_steps import run_drift_check
+from lensflow.components.pusher import training_statistics, versions
+from lensflow.components.transform import features
+from lensflow.pipeline import summary as run_summary
+from lensflow.pipeline import outcome
+from lensflow.pipeline.config import REPO_ROOT, SAMPLE_DATA
 
 ATTRIBUTES = [features.LABEL_KEY, features.SIZE_BUCKET_KEY, features.BRIGHTNESS_BUCKET_KEY,
               features.WIDTH_KEY, features.HEIGHT_KEY, features.CHANNELS_KEY]
@@ -126,7 +126,7 @@ def test_a_run_on_drifted_data_stops_before_transform_when_drift_gates(e2e, tmp_
 
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", "--home", str(home), "--data", str(data),
+        [sys.executable, "-m", "lensflow.pipeline.cli", "run", "--home", str(home), "--data", str(data),
          "--set", "drift.policy=gate", "--summary-json", str(out)],
         capture_output=True, text=True, cwd=str(REPO_ROOT), env=env, timeout=900)
 

@@ -13,9 +13,9 @@ import tensorflow_model_analysis as tfma
 import tensorflow_transform as tft
 from click.testing import CliRunner
 
-from components.transform import features
-from pipeline import outcome
-from pipeline.config import SAMPLE_DATA
+from lensflow.components.transform import features
+from lensflow.pipeline import outcome
+from lensflow.pipeline.config import SAMPLE_DATA
 
 
 def sample_image(cls="trouser"):
@@ -73,7 +73,7 @@ def test_examples_signature_and_transform_features_are_exported(e2e):
 
 
 def test_cli_rerun_is_cached_and_writes_the_summary_json(e2e, tmp_path):
-    from pipeline.cli import main
+    from lensflow.pipeline.cli import main
 
     out = tmp_path / "summary.json"
     result = CliRunner().invoke(main, [
@@ -96,7 +96,7 @@ def test_a_run_killed_during_training_resumes_from_what_finished(e2e, tmp_path):
     Transform, trains (from the killed Trainer's last finished epoch, if any: see
     tests/test_resume.py) and never takes the killed Trainer's output as a model."""
     env = {**os.environ, "LENSFLOW_HOME": e2e.home}
-    args = [sys.executable, "-m", "pipeline.cli", "run", "--epochs", "3", "--min-accuracy", "0.0"]
+    args = [sys.executable, "-m", "lensflow.pipeline.cli", "run", "--epochs", "3", "--min-accuracy", "0.0"]
     trainer_dir = os.path.join(e2e.config.pipeline_root, "Trainer", "model_run")
     before = set(os.listdir(trainer_dir))
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -113,7 +113,7 @@ def test_a_run_killed_during_training_resumes_from_what_finished(e2e, tmp_path):
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
     # resuming is what is tested; whether 3 epochs beat the serving model is not
     assert done.returncode in (outcome.PUSHED.code, outcome.NOT_BLESSED.code), done.stderr[-3000:]
-    from pipeline import summary
+    from lensflow.pipeline import summary
     latest = summary.summarise(e2e.config.metadata_path)
     assert latest["executions"]["ImageExampleGen"] == "CACHED"
     assert latest["executions"]["Transform"] == "CACHED"

@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from pipeline.config import REPO_ROOT
+from lensflow.pipeline.config import REPO_ROOT
 
 
 def test_fuzz_run_has_no_crash_and_reconciles(tmp_path):

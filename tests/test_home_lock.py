@@ -10,14 +10,14 @@ import subprocess
 import sys
 import threading
 
-from pipeline import home_lock
+from lensflow.pipeline import home_lock
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(REPO, "data", "sample")
 
 HOLDER = """
 import sys
-from pipeline import home_lock
+from lensflow.pipeline import home_lock
 with home_lock.hold(sys.argv[1]):
     print("held", flush=True)
     sys.stdin.readline()
@@ -38,7 +38,7 @@ def _holder(home):
 
 
 def _lensflow(*args, **popen):
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], env=_env(), cwd=REPO,
+    return subprocess.Popen([sys.executable, "-m", "lensflow.pipeline.cli", *args], env=_env(), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 

@@ -16,8 +16,8 @@ from google.protobuf import json_format
 from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s_pb
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from pipeline.config import REPO_ROOT, ConfigError, KubeflowConfig, load_config
-from pipeline.pipeline import PREPROCESSING_FN, RUN_FN, beam_pipeline_args
+from lensflow.pipeline.config import REPO_ROOT, ConfigError, KubeflowConfig, load_config
+from lensflow.pipeline.pipeline import PREPROCESSING_FN, RUN_FN, beam_pipeline_args
 from tests.kfp_standin import EXPERIMENT_ID, RUN_ID, serve_standin
 
 IMAGE = "registry.example.com/lensflow:test"
@@ -28,7 +28,7 @@ COMPONENTS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleVal
               "LensflowEvaluator",
               "ServingCheck", "LensflowPusher", "RunReport"}
 # lensflow's launcher of TFX's kubeflow_v2_run_executor (pipeline/runners/kfp_entrypoint.py).
-ENTRYPOINT = ["python", "-m", "pipeline.runners.kfp_entrypoint"]
+ENTRYPOINT = ["python", "-m", "lensflow.pipeline.runners.kfp_entrypoint"]
 GPU_NODES = {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
 RESOURCES = {"default": {"cpu": "1", "memory": "2Gi", "cpu_request": "500m",
                          "memory_request": "1Gi"},
@@ -49,7 +49,7 @@ def invoke(command, args):
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     """The pipeline compiled once through the CLI, as .yaml and as .json."""
-    from pipeline.cli_kubeflow import compile_command
+    from lensflow.pipeline.cli_kubeflow import compile_command
 
     out = tmp_path_factory.mktemp("kfp")
     config_file = out / "lensflow.yaml"
@@ -98,7 +98,7 @@ def test_yaml_loads_with_kfps_component_loader(compiled):
 def test_every_component_runs_the_image_with_the_tfx_entrypoint(compiled):
     from tfx.utils import import_utils
 
-    from pipeline.runners import kubeflow
+    from lensflow.pipeline.runners import kubeflow
 
     pipeline = kubeflow.build_pipeline(compiled.cfg)
     expected = {c.id: c.executor_spec.executor_class for c in pipeline.components}
@@ -123,7 +123,7 @@ def test_no_resolver_executor_and_the_guard_rejects_one(compiled):
     from tfx import v1 as tfx
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kv2
 
-    from pipeline.runners import kubeflow
+    from lensflow.pipeline.runners import kubeflow
 
     assert kubeflow.resolver_executors(compiled.spec) == []
     assert not re.search(r"\bresolver\b", compiled.text)
@@ -164,7 +164,7 @@ def test_paths_are_the_pods_paths_not_this_machines(compiled):
     assert constant(compiled.spec, "ImageExampleGen", "input_base") == DATA
     destination = json.loads(constant(compiled.spec, "LensflowPusher", "push_destination"))
     assert destination["filesystem"]["base_directory"] == "/mnt/models/lensflow"
-    from components.image_example_gen.executor import _custom_config
+    from lensflow.components.image_example_gen.executor import _custom_config
 
     custom = _custom_config({"custom_config": constant(compiled.spec, "ImageExampleGen",
                                                        "custom_config")})
@@ -188,7 +188,7 @@ def test_claims_are_mounted_only_on_the_tasks_that_use_their_paths(compiled):
 def test_data_and_serving_dir_in_a_bucket_compile_without_volumes_or_reading_them(tmp_path):
     """URIs are the pods' paths as they are: no claim is mounted for them, and compiling
     never reads the bucket (no S3 endpoint is reachable here)."""
-    from pipeline.runners.kubeflow import build_pipeline, platform_spec
+    from lensflow.pipeline.runners.kubeflow import build_pipeline, platform_spec
 
     cfg = load_config(None, {"kubeflow.image": IMAGE, "kubeflow.pipeline_root": ROOT,
                              "kubeflow.data_path": "s3://photos/shoes",
@@ -289,7 +289,7 @@ def test_resources_reach_each_container_and_node_selectors_the_platform_spec(com
 
 
 def test_resources_of_an_unknown_task_name_the_key_and_the_tasks(compiled):
-    from pipeline.runners import kubeflow
+    from lensflow.pipeline.runners import kubeflow
 
     cfg = compiled.cfg.replace(**{"kubeflow.resources": {"Trainr": {"cpu": 2}}})
     with pytest.raises(ConfigError, match=r"kubeflow\.resources\.Trainr: no such task.*Trainer"):
@@ -297,14 +297,14 @@ def test_resources_of_an_unknown_task_name_the_key_and_the_tasks(compiled):
 
 
 def test_no_resources_leave_the_containers_unconstrained(compiled):
-    from pipeline.runners import kubeflow
+    from lensflow.pipeline.runners import kubeflow
 
     assert kubeflow.resource_spec(compiled.cfg.replace(
         **{"kubeflow.resources": {}}).kubeflow.resources_for("Trainer")) is None
 
 
 def test_compile_rejects_an_unknown_package_extension(tmp_path):
-    from pipeline.cli_kubeflow import compile_command
+    from lensflow.pipeline.cli_kubeflow import compile_command
 
     result = invoke(compile_command, ["--out", str(tmp_path / "pipeline.txt")])
     assert result.exit_code == 2 and ".yaml" in result.output
@@ -350,7 +350,7 @@ def test_dockerfile_is_a_beam_sdk_container_of_the_pinned_beam():
 
 
 def submit(args, **standin):
-    from pipeline.cli_kubeflow import submit_command
+    from lensflow.pipeline.cli_kubeflow import submit_command
 
     with serve_standin() as (host, state):
         for key, value in standin.items():

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from pipeline.config import REPO_ROOT, ConfigError, load_config
-from pipeline.runners import kfp_entrypoint, rehearse
+from lensflow.pipeline.config import REPO_ROOT, ConfigError, load_config
+from lensflow.pipeline.runners import kfp_entrypoint, rehearse
 
 # Task "produce": writes a file on the mounted volume and returns metadata for its artifact.
 PRODUCE = textwrap.dedent("""
@@ -167,7 +167,7 @@ def test_a_missing_mount_or_secret_is_named(tmp_path):
 
 
 def test_the_cli_rehearses_a_package_and_reports_a_failure(tmp_path):
-    from pipeline.cli import main
+    from lensflow.pipeline.cli import main
 
     package, _ = tiny_package(tmp_path, fail="yes")
     (tmp_path / "vol").mkdir()
@@ -264,7 +264,7 @@ def test_entrypoint_reads_and_writes_s3_and_exits_with_the_tasks_status(s3_serve
     bucket = s3_server.create_bucket("entrypoint")
     script = textwrap.dedent(f"""
         import sys
-        from pipeline.runners import kfp_entrypoint
+        from lensflow.pipeline.runners import kfp_entrypoint
         kfp_entrypoint.register_filesystems()
         import tensorflow as tf
         with tf.io.gfile.GFile("s3://{bucket}/probe.txt", "w") as fh:
@@ -287,7 +287,7 @@ def test_entrypoint_reads_and_writes_s3_and_exits_with_the_tasks_status(s3_serve
 # ---- compiling for an s3:// root ------------------------------------------------------------
 
 def test_an_s3_root_puts_the_endpoint_in_the_env_and_the_credentials_in_a_secret(tmp_path):
-    from pipeline.runners import kubeflow
+    from lensflow.pipeline.runners import kubeflow
 
     cfg = load_config(None, {"kubeflow.pipeline_root": "s3://bucket/root",
                              "kubeflow.s3_endpoint": "minio.kubeflow:9000",
@@ -320,7 +320,7 @@ def test_config_rejects_roots_and_s3_settings_the_pods_cannot_use(key, value, me
 
 
 def test_s3_with_beam_worker_processes_is_refused():
-    from pipeline.runners import kubeflow
+    from lensflow.pipeline.runners import kubeflow
 
     cfg = load_config(None, {"kubeflow.pipeline_root": "s3://b/r",
                              "beam.direct_running_mode": "multi_processing"})

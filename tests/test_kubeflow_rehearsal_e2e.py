@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.data_validation import drift
-from components.pusher import training_statistics, versions
-from pipeline.config import SAMPLE_DATA
+from lensflow.components.data_validation import drift
+from lensflow.components.pusher import training_statistics, versions
+from lensflow.pipeline.config import SAMPLE_DATA
 from tests.s3_server import KFP_BUCKET
 
 TASKS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "DriftCheck",
@@ -109,7 +109,7 @@ def test_the_report_artifacts_render_in_kfp_and_rebuild_from_the_bucket(kfp_rehe
     out = tmp_path / "report.html"
     env = {**os.environ, **kfp_rehearsal.s3.env}
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "report", "--artifacts",
+        [sys.executable, "-m", "lensflow.pipeline.cli", "report", "--artifacts",
          kfp_rehearsal.result.run_root, "--out", str(out)],
         capture_output=True, text=True, env=env, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -157,7 +157,7 @@ def serving_digest(folder):
 def shuffle_training_labels(images_dir, buckets):
     """Move every image of the train split into a random other class folder (eval and test
     keep their labels), so the candidate learns noise while the test split stays true."""
-    from components.image_example_gen.executor import assign_split
+    from lensflow.components.image_example_gen.executor import assign_split
 
     classes = sorted(os.listdir(images_dir))
     rng = random.Random(7)

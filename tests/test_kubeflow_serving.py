@@ -10,8 +10,8 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 import kubernetes_validate
-from pipeline.config import REPO_ROOT, LensflowConfig, parse_volume
-from serving import tf_serving_config
+from lensflow.pipeline.config import REPO_ROOT, LensflowConfig, parse_volume
+from lensflow.serving import tf_serving_config
 
 KUBEFLOW = REPO_ROOT / "kubeflow"
 KUSTOMIZATIONS = [KUBEFLOW / "serving", KUBEFLOW / "data"]
@@ -85,7 +85,7 @@ def test_batching_and_monitoring_files_parse_as_tf_serving_messages():
 def test_labels_command_moves_the_cluster_config_without_local_versions(tmp_path):
     from click.testing import CliRunner
 
-    from serving.cli import serve
+    from lensflow.serving.cli import serve
 
     path = tmp_path / "models.config"
     path.write_text((KUBEFLOW / "serving" / "models.config").read_text())

@@ -67,7 +67,7 @@ def test_notebook_shows_tfma_slicing_metrics_and_plots(executed):
 def test_notebook_reads_the_latest_run_in_lensflow_home(executed, e2e):
     """Other tests may have run the pipeline again in the shared home: the notebook must show
     whichever run is the latest there."""
-    from pipeline import summary
+    from lensflow.pipeline import summary
 
     latest = summary.summarise(e2e.config.metadata_path)
     printed = "".join(out.get("text", "") for cell in executed.cells if cell.cell_type == "code"

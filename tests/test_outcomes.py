@@ -10,8 +10,8 @@ import sys
 import pytest
 from markupsafe import escape
 
-from pipeline import outcome
-from pipeline.config import REPO_ROOT, SAMPLE_DATA
+from lensflow.pipeline import outcome
+from lensflow.pipeline.config import REPO_ROOT, SAMPLE_DATA
 
 CLASSES = ("bag", "sandal")          # in every split
 TEST_ONLY = "coat"                   # only in test: a label the model could never learn
@@ -30,7 +30,7 @@ def _sample(label, count, skip=0):
 
 def _lensflow_run(*args, timeout=900):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", "run", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "lensflow.pipeline.cli", "run", *map(str, args)],
                           capture_output=True, text=True, cwd=str(REPO_ROOT), env=env,
                           timeout=timeout)
 
@@ -112,7 +112,7 @@ def _artifacts_of(e2e):
     """The shared run's artifacts as TFX artifacts, by (component, output key)."""
     from tfx.types import artifact_utils
 
-    from pipeline import summary
+    from lensflow.pipeline import summary
 
     store = summary.open_store(e2e.config.metadata_path)
     found = summary.run_artifacts(store, e2e.summary["run_id"])["artifacts"]
@@ -129,7 +129,7 @@ def _push(e2e, tmp_path, artifacts, infra_blessing):
     from tfx.types import standard_artifacts
     from tfx.utils import proto_utils
 
-    from components.pusher.component import Executor as PusherExecutor
+    from lensflow.components.pusher.component import Executor as PusherExecutor
 
     serving = tmp_path / "serving"
     version = os.path.basename(e2e.summary["pushed_model_dir"].rstrip("/"))
@@ -153,7 +153,7 @@ def _push(e2e, tmp_path, artifacts, infra_blessing):
 def test_a_blessed_model_identical_to_the_serving_version_is_already_serving(e2e, tmp_path):
     """The shared run's checked model pushed again by the real Pusher: no new version, and the
     summary of those artifacts says ``already_serving`` (exit code 3)."""
-    from pipeline import summary
+    from lensflow.pipeline import summary
 
     artifacts = _artifacts_of(e2e)
     pushed = _push(e2e, tmp_path, artifacts, artifacts[("ServingCheck", "infra_blessing")])

@@ -26,10 +26,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.trainer import resume
-from pipeline import summary
-from pipeline.config import REPO_ROOT, load_config
-from pipeline.pipeline import TRAINER_KEYS
+from lensflow.components.trainer import resume
+from lensflow.pipeline import summary
+from lensflow.pipeline.config import REPO_ROOT, load_config
+from lensflow.pipeline.pipeline import TRAINER_KEYS
 
 TOLERANCE = 1e-5
 HANG_GUARD_SECONDS = 900

@@ -1,7 +1,7 @@
 """What serving sees is what training saw: the pushed model of the shared end-to-end run
 (``conftest.e2e``) answers a raw file as the pipeline answers the example ingestion made of it.
 
-``serving.saved_model.LoadedModel`` is the loader of ``lensflow serve`` (the TF Serving stand-in);
+``lensflow.serving.saved_model.LoadedModel`` is the loader of ``lensflow serve`` (the TF Serving stand-in);
 its BadRequest is what the stand-in returns as ``{"error": ...}`` with HTTP 400.
 """
 import json
@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.image_example_gen.decode import load_image
-from components.transform import features
-from components.transform.tests import corpus
-from serving.errors import BadRequest
-from serving.saved_model import LoadedModel
+from lensflow.components.image_example_gen.decode import load_image
+from lensflow.components.transform import features
+from lensflow.components.transform.tests import corpus
+from lensflow.serving.errors import BadRequest
+from lensflow.serving.saved_model import LoadedModel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -68,7 +68,7 @@ def test_oversized_request_is_refused_by_the_configured_byte_limit(e2e):
 _MEMORY_PROBE = textwrap.dedent("""
     import json, sys
     import tensorflow as tf
-    from components.transform.tests import corpus
+    from lensflow.components.transform.tests import corpus
 
     def status_mb(key):
         with open("/proc/self/status") as status:

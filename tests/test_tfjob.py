@@ -15,10 +15,10 @@ import yaml
 from click.testing import CliRunner
 
 import kubernetes_validate
-from components.trainer import distribution, job
-from pipeline.config import ConfigError, load_config
-from pipeline.pipeline import RUN_FN
-from pipeline.runners import tfjob
+from lensflow.components.trainer import distribution, job
+from lensflow.pipeline.config import ConfigError, load_config
+from lensflow.pipeline.pipeline import RUN_FN
+from lensflow.pipeline.runners import tfjob
 
 INPUTS = {"examples": "s3://bucket/run/Transform/transformed_examples/7",
           "split_names": '["train", "eval"]',
@@ -79,7 +79,7 @@ def test_every_worker_runs_the_trainer_job_on_the_run_artifacts():
     (container,) = worker["template"]["spec"]["containers"]
     assert container["image"] == "registry/lensflow:1"
     assert container["workingDir"] == cfg.kubeflow.workdir
-    assert container["command"][:3] == ["python", "-m", "components.trainer.job"]
+    assert container["command"][:3] == ["python", "-m", "lensflow.components.trainer.job"]
     spec = job.load_spec(container["command"][3])
     assert {key: spec[key] for key in INPUTS} == INPUTS
     assert spec["model"] == "s3://bucket/trained/1/model"

@@ -6,9 +6,9 @@ from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
 from tfx.components.util import tfxio_utils
 from tfx_bsl.tfxio import dataset_options  # noqa: F401
 
-from components.trainer import tuning
-from components.trainer.run import apply_hyperparameters
-from pipeline.config import CUSTOM_CONFIG_KEY
+from lensflow.components.trainer import tuning
+from lensflow.components.trainer.run import apply_hyperparameters
+from lensflow.pipeline.config import CUSTOM_CONFIG_KEY
 
 
 def fn_args_from(e2e, tmp_path, cfg):

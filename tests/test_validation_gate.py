@@ -6,7 +6,7 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from pipeline import outcome
+from lensflow.pipeline import outcome
 
 
 def listing(path):
@@ -15,7 +15,7 @@ def listing(path):
 
 @pytest.mark.slow
 def test_a_worse_model_is_not_pushed_and_the_reason_is_reported(e2e, tmp_path):
-    from pipeline.cli import main
+    from lensflow.pipeline.cli import main
 
     serving_before = listing(e2e.config.serving_dir)
     out = tmp_path / "summary.json"

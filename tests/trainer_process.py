@@ -1,6 +1,6 @@
 """One TFX Trainer execution in its own process, as the local runner would launch it: TFX's
 ``GenericExecutor`` with lensflow's ``run_fn`` on a finished run's Transform outputs, writing to
-fresh output folders (``components.trainer.job``, what a TFJob replica runs).
+fresh output folders (``lensflow.components.trainer.job``, what a TFJob replica runs).
 ``tests/test_resume.py`` kills it with a signal and starts it again;
 ``tests/test_distributed_training.py`` starts two with a ``TF_CONFIG`` each.
 
@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tensorflow as tf  # noqa: E402
 
-from components.trainer import job  # noqa: E402
+from lensflow.components.trainer import job  # noqa: E402
 
 
 def main(spec_path: str) -> None:

@@ -2,9 +2,9 @@
 
 The serving version is found when the step runs (never when the pipeline is compiled: on
 Kubeflow the package is built elsewhere), by the rule the Evaluator's baseline uses
-(``components.pusher.versions.incumbent``): the newest pushed version not trained from this
+(``lensflow.components.pusher.versions.incumbent``): the newest pushed version not trained from this
 run's own inputs. Its push record names the training statistics it carries
-(``components.pusher.training_statistics``), so no earlier run's pipeline root is needed.
+(``lensflow.components.pusher.training_statistics``), so no earlier run's pipeline root is needed.
 
 TFDV's drift comparators measure the ``train`` split against them: the L-infinity distance of
 the label distribution and of the categorical image attributes (size and brightness buckets),
@@ -25,10 +25,10 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from components.pusher import training_statistics, versions
-from components.pusher.fingerprint import data_fingerprint_of, training_fingerprint
-from components.transform import features
-from pipeline.config import DriftConfig, LensflowConfig
+from lensflow.components.pusher import training_statistics, versions
+from lensflow.components.pusher.fingerprint import data_fingerprint_of, training_fingerprint
+from lensflow.components.transform import features
+from lensflow.pipeline.config import DriftConfig, LensflowConfig
 
 DRIFT_FILE = "drift.json"
 ANOMALIES_FILE = "SchemaDiff.pb"

@@ -18,8 +18,8 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from components.data_validation import drift as drift_check
-from components.transform import features
+from lensflow.components.data_validation import drift as drift_check
+from lensflow.components.transform import features
 
 SCHEMA_FILE = "schema.pbtxt"
 _UNEXPECTED_VALUES = anomalies_pb2.AnomalyInfo.ENUM_TYPE_UNEXPECTED_STRING_VALUES

@@ -16,8 +16,8 @@ from typing import Optional
 from tfx import v1 as tfx
 from tfx.utils import io_utils, path_utils
 
-from components.pusher.fingerprint import data_fingerprint_of, training_fingerprint
-from components.pusher.versions import incumbent
+from lensflow.components.pusher.fingerprint import data_fingerprint_of, training_fingerprint
+from lensflow.components.pusher.versions import incumbent
 
 FOUND_PROPERTY = "found"
 VERSION_PROPERTY = "serving_version"

@@ -11,8 +11,8 @@ from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_component_specs
 from tfx.utils import path_utils
 
-from components.evaluator.baseline import FOUND_PROPERTY
-from components.transform import features
+from lensflow.components.evaluator.baseline import FOUND_PROPERTY
+from lensflow.components.transform import features
 
 
 def class_names_of(model_uri: str) -> list:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import tensorflow_model_analysis as tfma
 from google.protobuf.wrappers_pb2 import BoolValue
 
-from components.transform import features
-from pipeline.config import LensflowConfig
+from lensflow.components.transform import features
+from lensflow.pipeline.config import LensflowConfig
 
 ACCURACY = "sparse_categorical_accuracy"
 

@@ -12,7 +12,7 @@ from tfx.dsl.components.base import executor_spec
 from google.protobuf import struct_pb2
 from tfx.proto import example_gen_pb2
 
-from components.image_example_gen import executor
+from lensflow.components.image_example_gen import executor
 
 
 class ImageExampleGen(FileBasedExampleGen):

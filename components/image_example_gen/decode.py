@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from pipeline.object_store import ensure_filesystem, is_uri
+from lensflow.pipeline.object_store import ensure_filesystem, is_uri
 
 GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}

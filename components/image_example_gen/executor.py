@@ -25,14 +25,14 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.image_example_gen import duplicates, report
-from components.image_example_gen.decode import RejectedImage, load_image
-from components.image_example_gen.scan import Candidate, ScanResult, scan_directory, scan_manifest
-from components.pusher.fingerprint import DATA_FINGERPRINT
-from components.transform import features
-from components.transform.decode import serving_refusal
-from pipeline.config import LensflowConfig, from_custom_config
-from pipeline.disk_errors import disk_cause
+from lensflow.components.image_example_gen import duplicates, report
+from lensflow.components.image_example_gen.decode import RejectedImage, load_image
+from lensflow.components.image_example_gen.scan import Candidate, ScanResult, scan_directory, scan_manifest
+from lensflow.components.pusher.fingerprint import DATA_FINGERPRINT
+from lensflow.components.transform import features
+from lensflow.components.transform.decode import serving_refusal
+from lensflow.pipeline.config import LensflowConfig, from_custom_config
+from lensflow.pipeline.disk_errors import disk_cause
 
 REJECTED_TAG = "rejected"
 NOT_SERVEABLE_TAG = "not_serveable"

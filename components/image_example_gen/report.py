@@ -8,8 +8,8 @@ from typing import Any, Dict
 
 import tensorflow as tf
 
-from components.image_example_gen import duplicates
-from components.image_example_gen.scan import DatasetError, ScanResult, check_classes
+from lensflow.components.image_example_gen import duplicates
+from lensflow.components.image_example_gen.scan import DatasetError, ScanResult, check_classes
 
 REPORT_FILE = "ingestion_report.json"
 

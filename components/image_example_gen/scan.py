@@ -27,7 +27,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, Iterable, List, Optional, Tuple
 
-from pipeline.object_store import ensure_filesystem, is_uri
+from lensflow.pipeline.object_store import ensure_filesystem, is_uri
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 SPLIT_ALIASES = {"train": "train", "test": "test", "eval": "eval", "validation": "eval"}

@@ -5,9 +5,9 @@ folder that check served and validated (the trained model plus its warmup reques
 the Trainer's export, and only when both blessings say yes.
 
 It also takes the Examples artifact the model was trained from, to record the training
-fingerprint (``components.pusher.fingerprint``) computed at run time, and optionally their
+fingerprint (``lensflow.components.pusher.fingerprint``) computed at run time, and optionally their
 statistics, whose ``train`` split each version carries for later drift checks
-(``components.pusher.training_statistics``).
+(``lensflow.components.pusher.training_statistics``).
 """
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ChannelParameter
 from tfx.utils import json_utils, path_utils, proto_utils
 
-from components.pusher import models_config, remote, training_statistics, versions
-from components.pusher.fingerprint import data_fingerprint_of, training_fingerprint
-from pipeline.object_store import is_uri
+from lensflow.components.pusher import models_config, remote, training_statistics, versions
+from lensflow.components.pusher.fingerprint import data_fingerprint_of, training_fingerprint
+from lensflow.pipeline.object_store import is_uri
 
 
 ALREADY_SERVING = "already_serving"

@@ -20,7 +20,7 @@ from typing import Dict, Iterable, List, Optional
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from pipeline.object_store import ensure_filesystem, is_uri
+from lensflow.pipeline.object_store import ensure_filesystem, is_uri
 
 CONFIG_FILE = "models.config"
 

@@ -34,8 +34,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from components.pusher import versions
-from pipeline.object_store import ensure_filesystem
+from lensflow.components.pusher import versions
+from lensflow.pipeline.object_store import ensure_filesystem
 
 MARKER = "saved_model.pb"
 

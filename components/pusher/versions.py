@@ -24,8 +24,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import tensorflow as tf
 from tfx.utils import io_utils
 
-from pipeline.disk_errors import disk_cause
-from pipeline.object_store import ensure_filesystem
+from lensflow.pipeline.disk_errors import disk_cause
+from lensflow.pipeline.object_store import ensure_filesystem
 
 STAGING_PREFIX = ".staging-"
 PUSH_RECORD = os.path.join("assets.extra", "lensflow_push.json")

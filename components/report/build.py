@@ -16,9 +16,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import tensorflow as tf
 from tfx.utils import path_utils
 
-from components.evaluator.component import class_names_of
-from components.report import evaluation, predictions, thresholds
-from pipeline import summary as run_summary
+from lensflow.components.evaluator.component import class_names_of
+from lensflow.components.report import evaluation, predictions, thresholds
+from lensflow.pipeline import summary as run_summary
 
 HISTORY_FILE = "history.json"
 MAX_IMAGES = 300
@@ -113,7 +113,7 @@ def interpretation_section(model_uri: str, preds: predictions.Predictions,
                            wrong: List[dict], names: Sequence[str],
                            count: int = EXPLAIN_COUNT) -> Dict[str, Any]:
     """Saliency and Grad-CAM for a few samples; filter-bank kernels and responses if any."""
-    from components.report import interpret
+    from lensflow.components.report import interpret
 
     model = interpret.load_keras_model(serving_dir(model_uri))
     rows = _explain_rows(preds, wrong, names, count)
@@ -169,7 +169,7 @@ def collect_artifacts(run: run_summary.RunArtifacts, **options) -> Dict[str, Any
 def collect_summary(summary: Dict[str, Any], *, max_images: int = MAX_IMAGES,
                     wrong_count: int = WRONG_COUNT,
                     explain_count: int = EXPLAIN_COUNT) -> Dict[str, Any]:
-    """Everything the report shows, for a run summary (``pipeline.summary``)."""
+    """Everything the report shows, for a run summary (``lensflow.pipeline.summary``)."""
     if max_images < 1:
         raise ValueError(f"max_images must be >= 1, got {max_images}")
     errors: Dict[str, str] = {}

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 
-from pipeline import object_store
-from pipeline.cli_options import config_option, home_option, make_config
+from lensflow.pipeline import object_store
+from lensflow.pipeline.cli_options import config_option, home_option, make_config
 
 
 @click.command()
@@ -24,9 +24,9 @@ def report(home, config_file, run_id, artifacts_uri, compare_path, out_path):
     if compare_path:
         _compare_report(compare_path, out_path)
         return
-    from components.report.render import write_artifacts_report, write_report
-    from components.report.sources import ArtifactsNotFound
-    from pipeline.summary import RunNotFound
+    from lensflow.components.report.render import write_artifacts_report, write_report
+    from lensflow.components.report.sources import ArtifactsNotFound
+    from lensflow.pipeline.summary import RunNotFound
 
     try:
         if artifacts_uri:
@@ -43,7 +43,7 @@ def report(home, config_file, run_id, artifacts_uri, compare_path, out_path):
 
 def _compare_report(compare_path: str, out_path: str) -> None:
     """Re-render a comparison's page (table and accuracy chart) from its compare.json."""
-    from components.report import compare
+    from lensflow.components.report import compare
 
     try:
         path = compare.write_html(compare.load(compare_path), out_path)

@@ -7,8 +7,8 @@ import os
 import shlex
 from typing import Any, Dict, List, Optional
 
-from components.report import plots
-from components.report.render import environment
+from lensflow.components.report import plots
+from lensflow.components.report.render import environment
 
 TEMPLATE = "compare.html.j2"
 FILES = {"json": "compare.json", "markdown": "compare.md", "html": "compare.html"}

@@ -23,7 +23,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 import system
-from components.report import build, markdown, render, sources
+from lensflow.components.report import build, markdown, render, sources
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from components.trainer import filters
-from components.trainer.backbones import preprocessing  # noqa: F401 - registers ScaleShift
-from components.trainer.models import tta
-from components.transform import features
+from lensflow.components.trainer import filters
+from lensflow.components.trainer.backbones import preprocessing  # noqa: F401 - registers ScaleShift
+from lensflow.components.trainer.models import tta
+from lensflow.components.transform import features
 
 SMOOTHGRAD_SAMPLES = 8
 SMOOTHGRAD_NOISE = 0.1

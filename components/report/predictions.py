@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from components.transform import features
+from lensflow.components.transform import features
 
 BATCH_SIZE = 64
 THUMBNAIL_PX = 112

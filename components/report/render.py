@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, Optional
 
 import jinja2
 
-from components.report import build, plots
+from lensflow.components.report import build, plots
 
 TEMPLATE = "report.html.j2"
 _TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
@@ -77,7 +77,7 @@ def write_report(metadata_path: str, run_id: Optional[str], out_path: str) -> st
 
 def write_artifacts_report(run_root: str, out_path: str) -> str:
     """Collect, render and write the report of a Kubeflow run from its folder in the bucket."""
-    from components.report import sources
+    from lensflow.components.report import sources
 
     return write_html(lambda: render(build.collect_artifacts(sources.from_kfp_run(run_root))),
                       out_path)

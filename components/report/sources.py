@@ -1,5 +1,5 @@
 """Where a run report's artifacts come from, besides the local ML Metadata store
-(``pipeline.summary.from_store``): the report component's own inputs, and the folder of one
+(``lensflow.pipeline.summary.from_store``): the report component's own inputs, and the folder of one
 Kubeflow run in the pipeline root's bucket.
 
 On Kubeflow the artifacts' metadata (blessing, push) lives in the cluster's ML Metadata, out of
@@ -17,8 +17,8 @@ from typing import Dict, List, Mapping, Optional
 import tensorflow as tf
 from tfx.components.evaluator import constants as evaluator_constants
 
-from pipeline import object_store
-from pipeline.summary import RunArtifacts, apply_blessing, apply_push
+from lensflow.pipeline import object_store
+from lensflow.pipeline.summary import RunArtifacts, apply_blessing, apply_push
 
 # (task, output key) of each artifact the report reads: the pipeline's component ids.
 KFP_OUTPUTS = {

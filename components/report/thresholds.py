@@ -16,7 +16,7 @@ from tensorflow_model_analysis.slicer import slicer_lib
 from tensorflow_model_analysis.utils import model_util
 from tensorflow_model_analysis.writers import eval_config_writer
 
-from components.evaluator.results import metric_name, slice_name_of
+from lensflow.components.evaluator.results import metric_name, slice_name_of
 
 
 def stored_eval_config(output_path: str) -> config_pb2.EvalConfig:

@@ -15,11 +15,11 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 from tfx.utils import io_utils
 
-from components.serving_check.model_server import ModelServer, ServerError, find_binary
-from components.transform import features
-from serving import client
-from serving.errors import BadRequest
-from serving.saved_model import LoadedModel
+from lensflow.components.serving_check.model_server import ModelServer, ServerError, find_binary
+from lensflow.components.transform import features
+from lensflow.serving import client
+from lensflow.serving.errors import BadRequest
+from lensflow.serving.saved_model import LoadedModel
 
 CHECK_VERSION = 1
 ATOL = 1e-5

@@ -20,10 +20,10 @@ from tfx import v1 as tfx
 from tfx.types import standard_artifacts
 from tfx.utils import io_utils, path_utils
 
-from components.pusher.component import HAS_MODEL
-from components.serving_check import check, requests
-from serving import warmup
-from components.transform import features
+from lensflow.components.pusher.component import HAS_MODEL
+from lensflow.components.serving_check import check, requests
+from lensflow.serving import warmup
+from lensflow.components.transform import features
 
 BLESSED = "blessed"
 SERVER = "server"

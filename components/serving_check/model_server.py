@@ -60,7 +60,7 @@ class ModelServer:
             return [self.binary, f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}",
                     f"--model_name={self.model_name}", f"--model_base_path={self.model_base}",
                     "--file_system_poll_wait_seconds=1", *self.extra_args]
-        return [sys.executable, "-m", "pipeline.cli", "serve", "--model-dir", self.model_base,
+        return [sys.executable, "-m", "lensflow.pipeline.cli", "serve", "--model-dir", self.model_base,
                 "--model-name", self.model_name, "--host", "127.0.0.1",
                 "--rest-port", str(self.rest_port), "--grpc-port", str(self.grpc_port),
                 "--poll-seconds", "0.5", *self.extra_args]

@@ -11,8 +11,8 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 from tfx.types import artifact_utils
 
-from components.transform import features
-from serving import warmup
+from lensflow.components.transform import features
+from lensflow.serving import warmup
 
 
 @dataclass

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 from tfx_bsl.public import tfxio
 
-from components.transform import augment, features
+from lensflow.components.transform import augment, features
 
 _READ_BATCH = 256
 _PASS_SEED_STRIDE = 1_000_003

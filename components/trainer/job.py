@@ -1,7 +1,7 @@
 """One TFX Trainer execution outside an orchestrator: what every replica of a multi-worker TFJob
 runs (``kubeflow/training/``), and what the tests start as a process.
 
-``python -m components.trainer.job SPEC`` (a JSON file, or the JSON itself) runs TFX's Trainer
+``python -m lensflow.components.trainer.job SPEC`` (a JSON file, or the JSON itself) runs TFX's Trainer
 executor with lensflow's ``run_fn`` on a finished run's artifacts. The spec holds the input URIs
 (``examples`` and its ``split_names``, ``transform_graph``, ``schema``), the output URIs
 (``model``, ``model_run``) and ``config``: the Trainer's config as JSON (the pipeline's Trainer
@@ -21,10 +21,10 @@ from tfx.components.trainer.executor import GenericExecutor
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from pipeline import object_store
-from pipeline.config import CUSTOM_CONFIG_KEY, LensflowConfig
+from lensflow.pipeline import object_store
+from lensflow.pipeline.config import CUSTOM_CONFIG_KEY, LensflowConfig
 
-RUN_FN = "components.trainer.run.run_fn"
+RUN_FN = "lensflow.components.trainer.run.run_fn"
 INPUT_KEYS = ("examples", "split_names", "transform_graph", "schema")
 OUTPUT_KEYS = ("model", "model_run")
 URI_KEYS = ("examples", "transform_graph", "schema") + OUTPUT_KEYS
@@ -84,7 +84,7 @@ def execute(spec: Dict[str, Any]) -> None:
 
 def main(argv) -> int:
     if len(argv) != 2:
-        print("usage: python -m components.trainer.job SPEC.json|'<json>'", file=sys.stderr)
+        print("usage: python -m lensflow.components.trainer.job SPEC.json|'<json>'", file=sys.stderr)
         return 2
     spec = load_spec(argv[1])
     execute(spec)

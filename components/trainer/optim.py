@@ -11,7 +11,7 @@ import math
 
 import tensorflow as tf
 
-from pipeline.config import ConfigError
+from lensflow.pipeline.config import ConfigError
 
 
 @tf.keras.utils.register_keras_serializable(package="lensflow")

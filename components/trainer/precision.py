@@ -18,7 +18,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from pipeline.registry import FAMILIES
+from lensflow.pipeline.registry import FAMILIES
 
 NATIVE_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 CPUINFO = "/proc/cpuinfo"

@@ -19,8 +19,8 @@ from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
 
-from pipeline.config import LensflowConfig
-from pipeline.registry import FAMILIES
+from lensflow.pipeline.config import LensflowConfig
+from lensflow.pipeline.registry import FAMILIES
 
 EPOCH_LINE = "lensflow: training epoch"
 PROGRESS_FILE = "progress.json"

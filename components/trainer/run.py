@@ -8,10 +8,10 @@ from typing import Optional
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components.trainer import data, distribution, optim, resume, signatures
-from components.trainer.models import FAMILIES, build_model
-from components.transform import augment, features
-from pipeline.config import LensflowConfig, from_custom_config
+from lensflow.components.trainer import data, distribution, optim, resume, signatures
+from lensflow.components.trainer.models import FAMILIES, build_model
+from lensflow.components.transform import augment, features
+from lensflow.pipeline.config import LensflowConfig, from_custom_config
 
 HISTORY_FILE = "history.json"
 AUGMENTATION_FILE = "augmentation.json"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from components.transform import decode, features
+from lensflow.components.transform import decode, features
 
 
 def _outputs(model, class_names, transformed):

@@ -13,10 +13,10 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx.v1.components import TunerFnResult
 
-from components.trainer import data, distribution
-from components.trainer.models import build_model
-from components.trainer.run import class_names, compile_model
-from pipeline.config import LensflowConfig, from_custom_config
+from lensflow.components.trainer import data, distribution
+from lensflow.components.trainer.models import build_model
+from lensflow.components.trainer.run import class_names, compile_model
+from lensflow.pipeline.config import LensflowConfig, from_custom_config
 
 SPACE = {
     "model.family": ["baseline_cnn", "filter_bank"],

@@ -12,8 +12,8 @@ from typing import Dict, List, Optional
 
 import tensorflow as tf
 
-from pipeline.config import AugmentConfig, ConfigError
-from pipeline.registry import AUGMENT_OPS, AUGMENT_PRESETS
+from lensflow.pipeline.config import AugmentConfig, ConfigError
+from lensflow.pipeline.registry import AUGMENT_OPS, AUGMENT_PRESETS
 
 PRESETS = AUGMENT_PRESETS
 

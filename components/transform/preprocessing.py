@@ -10,8 +10,8 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components.transform import decode, features
-from pipeline.config import DataConfig, ImageConfig, from_custom_config
+from lensflow.components.transform import decode, features
+from lensflow.pipeline.config import DataConfig, ImageConfig, from_custom_config
 
 _EPS = 1e-6
 

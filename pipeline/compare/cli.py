@@ -1,6 +1,6 @@
 """``lensflow compare``: run the article's levers as named variants over several seeds.
 
-Registered on the main group by ``pipeline.cli``. Variants are config overrides
+Registered on the main group by ``lensflow.pipeline.cli``. Variants are config overrides
 (``pipeline/compare/variants.py``) on top of the same config ``lensflow run`` reads.
 """
 from __future__ import annotations
@@ -9,9 +9,9 @@ import os
 
 import click
 
-from pipeline.cli_options import (config_option, holding_home, home_option, make_config, set_option,
+from lensflow.pipeline.cli_options import (config_option, holding_home, home_option, make_config, set_option,
                                   wait_option)
-from pipeline.compare.variants import VARIANTS
+from lensflow.pipeline.compare.variants import VARIANTS
 
 DEFAULT_VARIANTS = ",".join(VARIANTS)
 
@@ -39,10 +39,10 @@ def compare(home, config_file, data, variants, seeds, subset, epochs, batch_size
 
     Writes compare.json, compare.md (a table for docs/RESULTS.md) and compare.html.
     """
-    from pipeline.compare.run import CompareError, ComparePlan, run_compare
-    from pipeline.compare.variants import parse_variants
-    from pipeline.config import ConfigError
-    from components.image_example_gen.scan import DatasetError
+    from lensflow.pipeline.compare.run import CompareError, ComparePlan, run_compare
+    from lensflow.pipeline.compare.variants import parse_variants
+    from lensflow.pipeline.config import ConfigError
+    from lensflow.components.image_example_gen.scan import DatasetError
 
     cfg = make_config(config_file, home, sets, **{
         "data.path": os.path.abspath(data) if data else None,

@@ -10,9 +10,9 @@ from ml_metadata.proto import metadata_store_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tfx.utils import path_utils
 
-from components.transform import features
-from pipeline import summary as run_summary
-from pipeline.compare.stats import recall_spread
+from lensflow.components.transform import features
+from lensflow.pipeline import summary as run_summary
+from lensflow.pipeline.compare.stats import recall_spread
 
 ACCURACY = "sparse_categorical_accuracy"
 _COMPLETE = metadata_store_pb2.Execution.COMPLETE
@@ -64,7 +64,7 @@ def _trainer_seconds(metadata_path: str, run_id: str, summary: Dict[str, Any]) -
 def run_record(metadata_path: str, variant: str, seed: int,
                run_id: Optional[str] = None) -> Dict[str, Any]:
     """Everything compare keeps of one run (default: the newest run in the store)."""
-    from components.evaluator.component import class_names_of
+    from lensflow.components.evaluator.component import class_names_of
 
     summary = run_summary.summarise(metadata_path, run_id)
     metrics = summary.get("metrics") or {}

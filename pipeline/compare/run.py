@@ -17,12 +17,12 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
-from components.image_example_gen.scan import scan_directory, scan_manifest
-from pipeline.compare import subset as compare_subset
-from pipeline.compare.records import run_record
-from pipeline.compare.stats import aggregate, execution_counts
-from pipeline.compare.variants import VARIANTS, resolved_overrides, variant_config
-from pipeline.config import LensflowConfig
+from lensflow.components.image_example_gen.scan import scan_directory, scan_manifest
+from lensflow.pipeline.compare import subset as compare_subset
+from lensflow.pipeline.compare.records import run_record
+from lensflow.pipeline.compare.stats import aggregate, execution_counts
+from lensflow.pipeline.compare.variants import VARIANTS, resolved_overrides, variant_config
+from lensflow.pipeline.config import LensflowConfig
 
 JSON_NAME, MARKDOWN_NAME, HTML_NAME = "compare.json", "compare.md", "compare.html"
 
@@ -109,8 +109,8 @@ def run_compare(cfg: LensflowConfig, plan: ComparePlan, *, show_progress: bool =
                 echo: Callable[[str], None] = print) -> Dict[str, Any]:
     """Run every variant x seed, then write ``compare.json``, ``compare.md`` and
     ``compare.html`` into the output folder; returns the result (what compare.json holds)."""
-    from components.report.compare import write_outputs
-    from pipeline.runners import local
+    from lensflow.components.report.compare import write_outputs
+    from lensflow.pipeline.runners import local
 
     out_dir = os.path.abspath(plan.out_dir or default_out_dir(cfg))
     os.makedirs(out_dir, exist_ok=True)

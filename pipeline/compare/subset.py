@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from components.image_example_gen.scan import Candidate, DatasetError, ScanResult
+from lensflow.components.image_example_gen.scan import Candidate, DatasetError, ScanResult
 
 MANIFEST_NAME = "subset_manifest.csv"
 MANIFEST_FOLDER = "subset"
@@ -62,7 +62,7 @@ def file_sha256(path: str) -> str:
 
 def _hash_split(buckets: Dict[str, int]) -> Callable[[Candidate], str]:
     """The split ingestion gives an unsplit candidate (unreadable files count as pool)."""
-    from components.image_example_gen.executor import assign_split
+    from lensflow.components.image_example_gen.executor import assign_split
 
     def split_of(candidate: Candidate) -> str:
         try:

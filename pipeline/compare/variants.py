@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List
 
-from pipeline.config import ConfigError, LensflowConfig
+from lensflow.pipeline.config import ConfigError, LensflowConfig
 
 _NO_AUGMENTATION = {"augment.preset": "none", "augment.horizontal_flip": None,
                     "augment.vertical_flip": None, "augment.rotation": None, "augment.zoom": None,

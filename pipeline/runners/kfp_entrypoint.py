@@ -36,7 +36,7 @@ import sys
 import traceback
 from typing import Any, Dict, List
 
-from pipeline import object_store
+from lensflow.pipeline import object_store
 
 INVOCATION_FLAG = "--json_serialized_invocation_args"
 INPUTS_SPEC_FLAG = "--json_serialized_inputs_spec_args"

@@ -5,7 +5,7 @@ open-source KFP v2 backend: paths as seen from inside the pods, PersistentVolume
 (the ``kubernetes`` platform spec that kfp-kubernetes writes), no cache for the two tasks whose
 cache key cannot see what they read, pipeline spec schema 2.1 (newer KFP drivers resolve only its
 constants), a refusal to write a spec with resolver executors, which OSS KFP cannot run, every
-task's command set to lensflow's entrypoint (``pipeline.runners.kfp_entrypoint``: TFX's, behind the
+task's command set to lensflow's entrypoint (``lensflow.pipeline.runners.kfp_entrypoint``: TFX's, behind the
 fixes open-source KFP needs), and for an ``s3://`` root the S3 settings as container env plus the
 credentials as ``secretAsEnv`` of the ``kubernetes`` platform spec.
 Per-task CPU, memory and GPU from ``kubeflow.resources`` go into each container's
@@ -24,12 +24,12 @@ from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s_pb
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kv2
 
-from pipeline.config import (CURATED_SCHEMA, REPO_ROOT, ConfigError,
+from lensflow.pipeline.config import (CURATED_SCHEMA, REPO_ROOT, ConfigError,
                              LensflowConfig, parse_volume, quantity)
-from pipeline.pipeline import create_pipeline
+from lensflow.pipeline.pipeline import create_pipeline
 
 TFX_ENTRYPOINT = list(kv2.KUBEFLOW_TFX_CMD)
-ENTRYPOINT = ["python", "-m", "pipeline.runners.kfp_entrypoint"]
+ENTRYPOINT = ["python", "-m", "lensflow.pipeline.runners.kfp_entrypoint"]
 # Keys of the KFP install's MinIO secret -> the variables tensorflow-io and boto3 read.
 S3_SECRET_KEYS = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec

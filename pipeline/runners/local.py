@@ -10,9 +10,9 @@ import time
 from absl import logging as absl_logging
 from tfx import v1 as tfx
 
-from pipeline import home_lock
-from pipeline.config import LensflowConfig
-from pipeline.pipeline import create_pipeline
+from lensflow.pipeline import home_lock
+from lensflow.pipeline.config import LensflowConfig
+from lensflow.pipeline.pipeline import create_pipeline
 
 _PROGRESS = re.compile(r"Component (\S+) is (running|finished)\.")
 
@@ -47,7 +47,7 @@ def metadata_config(cfg: LensflowConfig):
 
 def run(cfg: LensflowConfig, show_progress: bool = False, wait: bool = False) -> None:
     """Run (or resume: cached components are reused) the pipeline for ``cfg``, holding the
-    home's lock (``pipeline.home_lock``; re-entrant, so a caller may already hold it):
+    home's lock (``lensflow.pipeline.home_lock``; re-entrant, so a caller may already hold it):
     ``HomeBusy`` when another process runs in the same home, unless ``wait``."""
     with home_lock.hold(cfg.home_dir, wait=wait):
         _run(cfg, show_progress)

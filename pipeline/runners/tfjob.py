@@ -3,14 +3,14 @@
 
 The compiled pipeline runs the Trainer as one KFP task (several GPUs of one node via
 ``kubeflow.resources.Trainer.gpu`` and ``train.distribution``). Training across machines is a
-TFJob: N ``Worker`` replicas, each running ``python -m components.trainer.job SPEC`` with the
+TFJob: N ``Worker`` replicas, each running ``python -m lensflow.components.trainer.job SPEC`` with the
 same spec (a finished run's Transform and DataGate artifact URIs, output URIs under a shared
 store, the Trainer's config slice); the operator sets ``TF_CONFIG`` in each, ``train.distribution:
 auto`` turns that into MultiWorkerMirroredStrategy and worker 0 writes the model. Image, working
 directory, S3 settings and the Trainer's resources come from the ``kubeflow`` config section, as
 for the pipeline's own tasks.
 
-``python -m pipeline.runners.tfjob --inputs INPUTS.json --output-base URI --workers N`` prints the
+``python -m lensflow.pipeline.runners.tfjob --inputs INPUTS.json --output-base URI --workers N`` prints the
 manifest (``kubectl apply -f -``); ``--config`` and ``--set`` as for ``lensflow run``.
 """
 from __future__ import annotations
@@ -24,10 +24,10 @@ import click
 import jinja2
 import yaml
 
-from pipeline.cli_options import config_option, make_config, set_option
-from pipeline.config import REPO_ROOT, ConfigError, LensflowConfig
-from pipeline.pipeline import TRAINER_KEYS
-from pipeline.runners.kubeflow import S3_SECRET_KEYS, is_s3, s3_environment
+from lensflow.pipeline.cli_options import config_option, make_config, set_option
+from lensflow.pipeline.config import REPO_ROOT, ConfigError, LensflowConfig
+from lensflow.pipeline.pipeline import TRAINER_KEYS
+from lensflow.pipeline.runners.kubeflow import S3_SECRET_KEYS, is_s3, s3_environment
 
 TEMPLATE = REPO_ROOT / "kubeflow" / "training" / "tfjob.yaml.j2"
 INPUT_KEYS = ("examples", "split_names", "transform_graph", "schema")

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from pipeline.config import SAMPLE_DATA
+from lensflow.pipeline.config import SAMPLE_DATA
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +33,7 @@ def sample_images():
 @pytest.fixture(scope="session")
 def reference_model(pushed_model_dir):
     """The pushed SavedModel loaded in-process: the answer every server must reproduce."""
-    from serving.saved_model import LoadedModel
+    from lensflow.serving.saved_model import LoadedModel
 
     return LoadedModel(pushed_model_dir, int(os.path.basename(pushed_model_dir)))
 
@@ -48,7 +48,7 @@ def reference_outputs(reference_model, sample_images):
 def serving_copy(tmp_path, pushed_model_dir):
     """A private serving folder (``<tmp>/serving/<model>/<version>``) holding the pushed model, so
     tests can add and remove versions without touching the e2e run's folder."""
-    from components.pusher import versions
+    from lensflow.components.pusher import versions
 
     name = os.path.basename(os.path.dirname(pushed_model_dir))
     base = tmp_path / "serving" / name
@@ -60,8 +60,8 @@ def serving_copy(tmp_path, pushed_model_dir):
 @pytest.fixture(scope="module")
 def stand_in(tmp_path_factory, pushed_model_dir):
     """A running ``lensflow serve`` stand-in (REST + gRPC, free ports) on a private copy."""
-    from components.pusher import versions
-    from serving.server import StandInServer
+    from lensflow.components.pusher import versions
+    from lensflow.serving.server import StandInServer
 
     name = os.path.basename(os.path.dirname(pushed_model_dir))
     base = tmp_path_factory.mktemp("serving") / name

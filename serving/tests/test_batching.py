@@ -7,10 +7,10 @@ import time
 
 import numpy as np
 
-from pipeline.config import REPO_ROOT
-from serving.batching import BatchingConfig
-from serving.server import StandInServer
-from serving.tests.helpers import http
+from lensflow.pipeline.config import REPO_ROOT
+from lensflow.serving.batching import BatchingConfig
+from lensflow.serving.server import StandInServer
+from lensflow.serving.tests.helpers import http
 
 
 def _body(images):
@@ -82,7 +82,7 @@ def test_a_full_batch_queue_is_refused_with_503(serving_copy, sample_images):
 def test_a_bad_batching_file_is_a_usage_error(tmp_path):
     from click.testing import CliRunner
 
-    from serving.cli import serve
+    from lensflow.serving.cli import serve
 
     path = tmp_path / "batching.config"
     path.write_text("max_batch_sise { value: 8 }\n")

@@ -15,10 +15,10 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from pipeline.config import REPO_ROOT
-from serving import client
-from serving.cli import predict, serve
-from serving.tests.helpers import http
+from lensflow.pipeline.config import REPO_ROOT
+from lensflow.serving import client
+from lensflow.serving.cli import predict, serve
+from lensflow.serving.tests.helpers import http
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +147,7 @@ def _lines(stream, sink):
 def serve_process(*args):
     """``lensflow serve ARGS`` on free ports as its own process: (process, its output lines,
     its banner); killed on the way out if the test did not stop it."""
-    command = [sys.executable, "-c", "from serving.cli import serve; serve()", *args,
+    command = [sys.executable, "-c", "from lensflow.serving.cli import serve; serve()", *args,
                "--rest-port", "0", "--grpc-port", "0", "--poll-seconds", "0.2"]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.Popen(command, cwd=str(REPO_ROOT), env=env, text=True,
@@ -181,7 +181,7 @@ def test_serve_command_starts_answers_and_stops(serving_copy):
 def test_serve_reads_labels_and_batching_from_the_config_files(serving_copy, sample_images):
     """``lensflow serve --model-config-file`` takes the base path and labels from models.config
     and batches as the cluster's batching file says."""
-    from components.pusher import models_config, versions
+    from lensflow.components.pusher import models_config, versions
 
     base, name, version = serving_copy
     config = models_config.update(os.path.dirname(base), name, base, 5, newest=version)

@@ -4,8 +4,8 @@ import base64
 import numpy as np
 import pytest
 
-from serving import json_codec
-from serving.errors import BadRequest
+from lensflow.serving import json_codec
+from lensflow.serving.errors import BadRequest
 
 PNG = b"\x89PNG\r\n\x1a\nrest"
 

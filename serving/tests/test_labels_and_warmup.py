@@ -12,13 +12,13 @@ from click.testing import CliRunner
 from google.protobuf import text_format
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2, prediction_service_pb2_grpc
 
-from components.pusher import models_config, versions
-from serving import warmup
-from serving.cli import serve
-from serving.model_store import AVAILABLE, END, ModelStore
-from serving.saved_model import LoadedModel
-from serving.server import StandInServer
-from serving.tests.helpers import assert_same_answer, http
+from lensflow.components.pusher import models_config, versions
+from lensflow.serving import warmup
+from lensflow.serving.cli import serve
+from lensflow.serving.model_store import AVAILABLE, END, ModelStore
+from lensflow.serving.saved_model import LoadedModel
+from lensflow.serving.server import StandInServer
+from lensflow.serving.tests.helpers import assert_same_answer, http
 
 
 def _labelled_copy(serving_copy):

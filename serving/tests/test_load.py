@@ -1,8 +1,8 @@
 """A small bounded load on ``lensflow serve`` (the TF Serving stand-in): concurrent clients mixing
 real images with oversized, empty and non-image requests get the in-process answers or clear
 400s, and the server keeps serving. The full-size run is ``make bench`` (serving_load)."""
-from serving import load
-from serving.tests.helpers import http
+from lensflow.serving import load
+from lensflow.serving.tests.helpers import http
 
 CLIENTS, PER_CLIENT, BAD_EVERY = 4, 12, 3
 

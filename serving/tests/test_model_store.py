@@ -5,10 +5,10 @@ import shutil
 import numpy as np
 import pytest
 
-from components.pusher import versions
-from serving.errors import BadRequest, ModelNotFound, NotFound
-from serving.model_store import AVAILABLE, END, ModelStore, resolve_model_base, resolve_version_dir
-from serving.saved_model import MAX_STRING_BYTES
+from lensflow.components.pusher import versions
+from lensflow.serving.errors import BadRequest, ModelNotFound, NotFound
+from lensflow.serving.model_store import AVAILABLE, END, ModelStore, resolve_model_base, resolve_version_dir
+from lensflow.serving.saved_model import MAX_STRING_BYTES
 
 
 def test_resolve_version_dir_accepts_version_base_and_serving_folders(serving_copy):

@@ -13,9 +13,9 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
-from components.pusher import versions
-from serving.server import StandInServer
-from serving.tests.helpers import assert_same_answer, http, wait_for
+from lensflow.components.pusher import versions
+from lensflow.serving.server import StandInServer
+from lensflow.serving.tests.helpers import assert_same_answer, http, wait_for
 
 
 def b64(data):

@@ -15,8 +15,8 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.python.saved_model import signature_constants
 from tensorflow.python.tools import saved_model_utils
 
-from components.pusher import models_config
-from serving.tests.helpers import assert_same_answer, http, wait_for
+from lensflow.components.pusher import models_config
+from lensflow.serving.tests.helpers import assert_same_answer, http, wait_for
 
 OUTPUT_DTYPES = {"probabilities": types_pb2.DT_FLOAT, "class_ids": types_pb2.DT_INT64,
                  "class_names": types_pb2.DT_STRING}

@@ -3,9 +3,9 @@ import os
 
 from tfx.types import standard_artifacts
 
-from components.data_validation import drift
-from components.pusher.fingerprint import DATA_FINGERPRINT
-from pipeline.config import LensflowConfig
+from lensflow.components.data_validation import drift
+from lensflow.components.pusher.fingerprint import DATA_FINGERPRINT
+from lensflow.pipeline.config import LensflowConfig
 
 
 def run_drift_check(tmp_path, serving, statistics, policy="report-only", name="drift"):

@@ -9,10 +9,10 @@ import pytest
 import tensorflow_data_validation as tfdv
 from tfx.types import artifact_utils, standard_artifacts
 
-from components.data_validation import drift, gate
-from components.data_validation.tests.drift_steps import run_drift_check
-from components.pusher import training_statistics, versions
-from pipeline.config import ConfigError, DriftConfig, load_config
+from lensflow.components.data_validation import drift, gate
+from lensflow.components.data_validation.tests.drift_steps import run_drift_check
+from lensflow.components.pusher import training_statistics, versions
+from lensflow.pipeline.config import ConfigError, DriftConfig, load_config
 
 CLASSES = ["bag", "boot", "coat", "dress", "shirt"]
 
@@ -174,7 +174,7 @@ def test_the_serving_versions_statistics_gate_a_drifted_run_at_the_data_gate(tmp
 
 
 def _fingerprint_of_this_run():
-    from components.pusher.fingerprint import training_fingerprint
+    from lensflow.components.pusher.fingerprint import training_fingerprint
 
     return training_fingerprint("this run's data", "s")
 
@@ -183,7 +183,7 @@ def _fingerprint_of_this_run():
 def test_the_gate_waits_for_the_drift_verdict_only_when_it_gates(tmp_path, policy, gated):
     """Report-only keeps the drift check off the path to Transform, so a new serving version or
     changed training settings (which re-run the check) leave the gate and Transform cached."""
-    from pipeline.pipeline import create_pipeline
+    from lensflow.pipeline.pipeline import create_pipeline
 
     cfg = load_config(None, {"home": str(tmp_path), "drift.policy": policy})
     nodes = {node.id: node for node in create_pipeline(cfg).components}

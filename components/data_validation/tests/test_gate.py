@@ -8,7 +8,7 @@ import pytest
 import tensorflow_data_validation as tfdv
 from tfx.types import artifact_utils, standard_artifacts
 
-from components.data_validation import drift, gate
+from lensflow.components.data_validation import drift, gate
 
 
 def stats_artifact(tmp_path, splits):

@@ -3,8 +3,8 @@ import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.evaluators import metrics_validator
 from tensorflow_model_analysis.metrics import metric_specs
 
-from components.evaluator.eval_config import build_eval_config
-from pipeline.config import LensflowConfig
+from lensflow.components.evaluator.eval_config import build_eval_config
+from lensflow.pipeline.config import LensflowConfig
 
 ACCURACY = "sparse_categorical_accuracy"
 

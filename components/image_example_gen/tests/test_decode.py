@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageFile
 
-from components.image_example_gen.decode import RejectedImage, load_image
-from components.image_example_gen.tests.badfiles import png_chunk, png_header_only
+from lensflow.components.image_example_gen.decode import RejectedImage, load_image
+from lensflow.components.image_example_gen.tests.badfiles import png_chunk, png_header_only
 
 
 
@@ -368,8 +368,8 @@ def _taller_header(png: bytes, extra_rows: int) -> bytes:
 def test_png_with_fewer_rows_than_its_header_is_rejected(tmp_path):
     """Pillow fills the missing rows with black and raises nothing; the served graph refuses
     the same bytes. Found by benchmarks/fuzz_inputs.py (IHDR height raised, CRC fixed)."""
-    from components.transform import decode as graph_decode
-    from pipeline.config import SAMPLE_DATA
+    from lensflow.components.transform import decode as graph_decode
+    from lensflow.pipeline.config import SAMPLE_DATA
 
     real = Image.open(sorted((SAMPLE_DATA / "bag").glob("*.png"))[0])
     buffer = io.BytesIO()
@@ -390,7 +390,7 @@ def test_png_with_corrupt_exif_chunk_is_rejected_not_raised(tmp_path):
     """A real PNG whose eXIf chunk does not start with a TIFF byte order (CRC fixed): Pillow's
     getexif raised SyntaxError, which escaped load_image and would stop ingestion. Found by
     benchmarks/fuzz_inputs.py."""
-    from pipeline.config import SAMPLE_DATA
+    from lensflow.pipeline.config import SAMPLE_DATA
 
     real = Image.open(sorted((SAMPLE_DATA / "bag").glob("*.png"))[0])
     exif = Image.Exif()

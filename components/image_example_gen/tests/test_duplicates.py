@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from components.image_example_gen import duplicates, report
-from components.image_example_gen.decode import load_image
-from components.image_example_gen.tests.test_executor import read_examples, run_executor
-from components.transform import features
-from pipeline.config import SAMPLE_DATA, ConfigError, LensflowConfig
+from lensflow.components.image_example_gen import duplicates, report
+from lensflow.components.image_example_gen.decode import load_image
+from lensflow.components.image_example_gen.tests.test_executor import read_examples, run_executor
+from lensflow.components.transform import features
+from lensflow.pipeline.config import SAMPLE_DATA, ConfigError, LensflowConfig
 
 COPIES = {
     "jpeg_q70": lambda im: _encode(im, "JPEG", quality=70),

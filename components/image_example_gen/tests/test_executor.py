@@ -8,13 +8,13 @@ import tensorflow as tf
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.image_example_gen import report
-from components.image_example_gen.component import ImageExampleGen
-from components.image_example_gen.executor import Executor, assign_split
-from components.image_example_gen.scan import DatasetError
-from components.image_example_gen.tests.badfiles import make_bad_tree
-from components.transform import features
-from pipeline.config import CUSTOM_CONFIG_KEY, LensflowConfig
+from lensflow.components.image_example_gen import report
+from lensflow.components.image_example_gen.component import ImageExampleGen
+from lensflow.components.image_example_gen.executor import Executor, assign_split
+from lensflow.components.image_example_gen.scan import DatasetError
+from lensflow.components.image_example_gen.tests.badfiles import make_bad_tree
+from lensflow.components.transform import features
+from lensflow.pipeline.config import CUSTOM_CONFIG_KEY, LensflowConfig
 
 
 def run_executor(data_dir, out_dir, cfg=None):
@@ -132,7 +132,7 @@ def test_examples_are_written_with_classes_interleaved_not_folder_by_folder(tmp_
 
 
 def test_files_the_served_model_cannot_decode_are_ingested_with_a_warning(tmp_path):
-    from components.transform.tests import corpus
+    from lensflow.components.transform.tests import corpus
 
     from PIL import Image
 
@@ -156,7 +156,7 @@ def test_data_fingerprint_follows_content_and_labels_not_file_times(tmp_path):
     """The Examples artifact records what was ingested (the run-time data fingerprint)."""
     from PIL import Image
 
-    from components.pusher.fingerprint import DATA_FINGERPRINT
+    from lensflow.components.pusher.fingerprint import DATA_FINGERPRINT
 
     data = tmp_path / "data"
     for label, shade in (("dark", 10), ("light", 200)):

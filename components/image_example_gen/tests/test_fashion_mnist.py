@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from components.image_example_gen import fashion_mnist
+from lensflow.components.image_example_gen import fashion_mnist
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_export_keeps_official_splits_apart_and_pixels_intact(idx_dir, tmp_path)
 
 
 def test_cli_reports_a_missing_dataset_clearly(tmp_path):
-    from pipeline.cli import main
+    from lensflow.pipeline.cli import main
 
     result = CliRunner().invoke(main, ["data", "fashion-mnist", "--out", str(tmp_path / "o"),
                                        "--idx-dir", str(tmp_path / "nowhere")])

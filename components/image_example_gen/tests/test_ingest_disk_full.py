@@ -2,14 +2,14 @@
 error naming the cause and the output folder, leaves no partial examples and records no counts."""
 import os
 
-from components.image_example_gen.tests.badfiles import make_bad_tree
+from lensflow.components.image_example_gen.tests.badfiles import make_bad_tree
 from tests.disk_limit import run_limited
 
 LIMIT = 16 * 1024    # bytes per file: the train split's examples do not fit
 
 INGEST = """
-from components.image_example_gen.executor import IngestionWriteError
-from components.image_example_gen.tests.test_executor import run_executor
+from lensflow.components.image_example_gen.executor import IngestionWriteError
+from lensflow.components.image_example_gen.tests.test_executor import run_executor
 try:
     run_executor(sys.argv[1], sys.argv[2])
 except IngestionWriteError as err:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import SAMPLE_DATA
+from lensflow.pipeline.config import SAMPLE_DATA
 from tests import object_store_steps as steps
 
 CLASSES = ("bag", "sneaker", "trouser")

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from components.image_example_gen.decode import RejectedImage, load_image
-from components.image_example_gen.scan import (
+from lensflow.components.image_example_gen.decode import RejectedImage, load_image
+from lensflow.components.image_example_gen.scan import (
     DatasetError, check_classes, scan_directory, scan_manifest)
-from components.image_example_gen.tests.badfiles import make_bad_tree
+from lensflow.components.image_example_gen.tests.badfiles import make_bad_tree
 
 
 def touch(path: Path, content: bytes = b"x") -> Path:

@@ -8,7 +8,7 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from components.pusher import models_config, versions
+from lensflow.components.pusher import models_config, versions
 
 BIG_FILE_BYTES = 48 * 1024 * 1024
 SMALL_FILES = 400
@@ -193,7 +193,7 @@ def test_publishing_over_an_existing_version_is_refused(tmp_path):
 
 
 def test_a_model_identical_to_the_newest_version_is_recognised_as_serving(tmp_path):
-    from components.pusher import versions as v
+    from lensflow.components.pusher import versions as v
 
     model = tmp_path / "model"
     (model / "variables").mkdir(parents=True)
@@ -217,7 +217,7 @@ def test_the_push_record_travels_with_the_version_but_not_into_its_identity(tmp_
 
 
 def test_added_files_travel_with_the_version_but_not_into_its_identity(tmp_path):
-    from components.pusher import training_statistics
+    from lensflow.components.pusher import training_statistics
 
     src = _model(tmp_path / "src")
     base = str(tmp_path / "lensflow")

@@ -2,14 +2,14 @@
 named and leaves the serving folder as it was: no partial version, no staging left behind."""
 import os
 
-from components.pusher import versions
-from components.pusher.tests.test_push import _model, _snapshot
+from lensflow.components.pusher import versions
+from lensflow.components.pusher.tests.test_push import _model, _snapshot
 from tests.disk_limit import run_limited
 
 LIMIT = 1 << 20          # 1 MiB per file: the model's variables file (4 MiB) cannot be written
 
 PUSH = """
-from components.pusher import versions
+from lensflow.components.pusher import versions
 try:
     versions.publish_next(sys.argv[1], sys.argv[2], record={"training_fingerprint": "x"})
 except versions.PushWriteError as err:

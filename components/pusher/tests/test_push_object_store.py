@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from components.pusher import models_config, training_statistics
-from components.pusher.component import push_version
+from lensflow.components.pusher import models_config, training_statistics
+from lensflow.components.pusher.component import push_version
 from tests import object_store_steps as steps
 
 BUCKET = "serving-tests"
@@ -27,7 +27,7 @@ def store(s3_server):
 
 def _lensflow(server, *args):
     """The ``lensflow`` command in its own process, reaching ``server``."""
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "lensflow.pipeline.cli", *args], capture_output=True,
                           text=True, env={**os.environ, **server.env}, timeout=300)
 
 

@@ -12,7 +12,7 @@ CHROMIUM = "/usr/bin/chromium"
 @pytest.fixture(scope="session")
 def report_data(e2e):
     """``build.collect`` on the real pipeline run."""
-    from components.report import build
+    from lensflow.components.report import build
 
     return build.collect(e2e.config.metadata_path)
 
@@ -22,7 +22,7 @@ def report_file(e2e, tmp_path_factory) -> str:
     """The report of the real run, written by ``lensflow report`` (the click command)."""
     from click.testing import CliRunner
 
-    from components.report.cli import report
+    from lensflow.components.report.cli import report
 
     path = tmp_path_factory.mktemp("report") / "report.html"
     result = CliRunner().invoke(report, ["--home", e2e.home, "--out", str(path)])

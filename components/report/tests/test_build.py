@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components.report import thresholds
+from lensflow.components.report import thresholds
 
 
 @pytest.fixture(scope="module")

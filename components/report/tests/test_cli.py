@@ -1,7 +1,7 @@
 """``lensflow report`` on bad input: clear errors, no traceback."""
 from click.testing import CliRunner
 
-from components.report.cli import report
+from lensflow.components.report.cli import report
 
 
 def test_home_without_runs_is_a_clear_error(tmp_path):

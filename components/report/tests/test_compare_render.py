@@ -6,9 +6,9 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from components.report import compare
-from components.report.cli import report
-from pipeline.compare.stats import aggregate, execution_counts
+from lensflow.components.report import compare
+from lensflow.components.report.cli import report
+from lensflow.pipeline.compare.stats import aggregate, execution_counts
 
 
 def run(variant, seed, accuracy, blessed=True):

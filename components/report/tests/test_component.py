@@ -13,10 +13,10 @@ from click.testing import CliRunner
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from components.report import markdown, sources
-from components.report.cli import report
-from components.report.component import DISPLAY_NAMES, headline
-from pipeline import summary as run_summary
+from lensflow.components.report import markdown, sources
+from lensflow.components.report.cli import report
+from lensflow.components.report.component import DISPLAY_NAMES, headline
+from lensflow.pipeline import summary as run_summary
 
 RUN_ID = "0d9a6f5e-5c1b-4f7e-9a57-3f2b1c0e8d41"  # KFP run ids are UUIDs
 KFP_LAYOUT = {"examples": ("ImageExampleGen", "examples"), "model": ("Trainer", "model"),
@@ -67,7 +67,7 @@ def test_the_local_run_writes_the_report_as_system_artifacts(local_outputs, e2e)
 def test_lensflow_run_keeps_the_report_the_pipeline_wrote(local_outputs, e2e, capsys):
     """After a run whose RunReport executed, ``lensflow run`` copies that page instead of
     building the report a second time."""
-    from pipeline.cli import _finish
+    from lensflow.pipeline.cli import _finish
 
     if run_summary.summarise(e2e.config.metadata_path)["run_id"] != e2e.summary["run_id"]:
         pytest.skip("a later run of this home is the latest; the copy applies to e2e's run")
@@ -114,7 +114,7 @@ def kfp_run(e2e, tmp_path_factory):
 def compiled_task(e2e, kfp_run):
     """The RunReport task of the compiled package, executed as KFP's launcher would: its own
     command and args, ``{{$}}`` replaced by an ExecutorInput, in a subprocess."""
-    from pipeline.runners import kubeflow
+    from lensflow.pipeline.runners import kubeflow
 
     cfg = e2e.config.replace(**{"kubeflow.pipeline_root": "gs://unused/root"})
     spec = kubeflow.compile_job(cfg)["pipelineSpec"]

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.report import interpret
-from components.trainer.models import filter_bank, tta
+from lensflow.components.report import interpret
+from lensflow.components.trainer.models import filter_bank, tta
 
 
 def _left_half_model(num_classes: int = 3) -> tf.keras.Model:

@@ -1,7 +1,7 @@
 """Rendering without a full run: partial runs still give a page, and file names are escaped."""
 import pytest
 
-from components.report import render
+from lensflow.components.report import render
 
 
 def _partial_run(rejected):
@@ -51,7 +51,7 @@ def test_a_refused_serving_check_says_why_the_model_was_not_pushed():
 
 def test_duplicate_groups_and_label_conflicts_are_listed():
     """The ingestion report's duplicates section, as ``duplicates.summary`` writes it."""
-    from components.image_example_gen import duplicates
+    from lensflow.components.image_example_gen import duplicates
 
     def entry(path, label, split, dropped=None):
         return {"path": path, "label": label, "source_split": None, "split": split,
@@ -71,7 +71,7 @@ def test_duplicate_groups_and_label_conflicts_are_listed():
     assert "Duplicates (2 groups, 1 label conflicts)" in html
     assert html.count("<code>bag/2.jpg</code>") == 1 and "label conflict &lt;both&gt;" in html
     assert "2 files dropped" in html
-    from components.report import markdown
+    from lensflow.components.report import markdown
 
     assert "duplicate groups 2, label conflicts 1, copies dropped 2" in markdown.summary(run)
 
@@ -81,8 +81,8 @@ def _drift_verdict(policy):
     import pandas as pd
     import tensorflow_data_validation as tfdv
 
-    from components.data_validation import drift
-    from pipeline.config import DriftConfig
+    from lensflow.components.data_validation import drift
+    from lensflow.pipeline.config import DriftConfig
 
     def stats(labels):
         n = len(labels)
@@ -98,7 +98,7 @@ def _drift_verdict(policy):
 @pytest.mark.parametrize("policy, says", [("gate", "the run stops"),
                                           ("report-only", "reported only")])
 def test_the_drift_verdict_is_in_the_report_and_the_markdown(policy, says):
-    from components.report import markdown
+    from lensflow.components.report import markdown
 
     verdict = _drift_verdict(policy)
     html = render.render({**_partial_run([]), "drift": verdict})

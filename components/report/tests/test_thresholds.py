@@ -4,7 +4,7 @@ import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.evaluators import metrics_validator
 from tensorflow_model_analysis.metrics import metric_specs
 
-from components.report import evaluation, thresholds
+from lensflow.components.report import evaluation, thresholds
 
 OVERALL = ()
 SHIRT = (("label", b"shirt"),)

@@ -11,11 +11,11 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import path_utils, proto_utils
 
-from components.pusher.component import Executor as PusherExecutor
-from components.serving_check import check, model_server, requests
-from components.serving_check.component import ServingCheck
-from components.transform import features
-from serving import warmup
+from lensflow.components.pusher.component import Executor as PusherExecutor
+from lensflow.components.serving_check import check, model_server, requests
+from lensflow.components.serving_check.component import ServingCheck
+from lensflow.components.transform import features
+from lensflow.serving import warmup
 
 
 def _artifact(cls, uri, **int_properties):
@@ -134,7 +134,7 @@ def test_a_candidate_that_loads_but_cannot_answer_is_refused_and_nothing_is_push
     assert pushed.get_int_custom_property("pushed") == 0
     assert _snapshot(serving) == before
 
-    from pipeline import outcome, summary
+    from lensflow.pipeline import outcome, summary
     run = summary.RunArtifacts("refused", executions=dict(e2e.summary["executions"]), blessed=True,
                                serving_check=summary.serving_check_of(infra_blessing))
     summary.apply_push(run, pushed)
@@ -177,7 +177,7 @@ def test_the_real_tensorflow_model_server_answers_like_the_model(pushed):
 
 
 def test_the_run_summary_says_why_a_checked_candidate_was_not_pushed():
-    from pipeline.summary import format_text
+    from lensflow.pipeline.summary import format_text
 
     text = format_text({"run_id": "r", "blessed": True, "pushed_model_dir": None,
                         "serving_check": {"passed": False, "server": model_server.STAND_IN,
@@ -191,7 +191,7 @@ def test_the_run_summary_says_why_a_checked_candidate_was_not_pushed():
 
 
 def test_disabled_check_writes_the_warmup_but_starts_no_server(e2e, tmp_path):
-    from components.serving_check.component import NO_SERVER
+    from lensflow.components.serving_check.component import NO_SERVER
 
     model = standard_artifacts.Model()
     model.uri = e2e.summary["model_uri"]

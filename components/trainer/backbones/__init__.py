@@ -1,5 +1,5 @@
 """Transfer-learning backbones behind one builder contract, like keras.applications; which
-exist, and what defines each, is ``pipeline.registry.BACKBONES``.
+exist, and what defines each, is ``lensflow.pipeline.registry.BACKBONES``.
 
 Every backbone takes float images with pixels in [0, 255]; its own preprocessing runs inside the
 returned model, so training and serving see the same thing. ``include_top=False`` returns the
@@ -12,11 +12,11 @@ from typing import Dict, List, Optional, Tuple
 import h5py
 import tensorflow as tf
 
-from components.trainer.backbones import keras_apps, lite0_weights
-from components.trainer.backbones.efficientnet_lite import efficientnet_lite0
-from components.trainer.backbones.errors import WeightsUnavailable
-from components.trainer.backbones.preprocessing import ScaleShift
-from pipeline.registry import BACKBONES
+from lensflow.components.trainer.backbones import keras_apps, lite0_weights
+from lensflow.components.trainer.backbones.efficientnet_lite import efficientnet_lite0
+from lensflow.components.trainer.backbones.errors import WeightsUnavailable
+from lensflow.components.trainer.backbones.preprocessing import ScaleShift
+from lensflow.pipeline.registry import BACKBONES
 
 LITE0 = "efficientnet_lite0"
 BACKBONE_NAMES = tuple(BACKBONES)

@@ -14,7 +14,7 @@ from typing import NamedTuple, Optional, Tuple
 
 import tensorflow as tf
 
-from components.trainer.backbones.preprocessing import ScaleShift
+from lensflow.components.trainer.backbones.preprocessing import ScaleShift
 
 BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.99

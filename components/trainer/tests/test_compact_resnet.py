@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.trainer.models import FAMILIES, build_model
-from components.trainer.run import compile_model
-from pipeline.config import LensflowConfig
+from lensflow.components.trainer.models import FAMILIES, build_model
+from lensflow.components.trainer.run import compile_model
+from lensflow.pipeline.config import LensflowConfig
 
 
 def cfg(**dotted):

@@ -2,7 +2,7 @@
 import numpy as np
 import tensorflow as tf
 
-from components.trainer.data import shuffle_buffer
+from lensflow.components.trainer.data import shuffle_buffer
 
 
 def test_small_images_are_shuffled_across_the_whole_split():

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.trainer import distribution
-from components.trainer.distribution import Cluster, DistributionError
-from pipeline.config import ConfigError, LensflowConfig, load_config
-from pipeline.registry import DISTRIBUTIONS
+from lensflow.components.trainer import distribution
+from lensflow.components.trainer.distribution import Cluster, DistributionError
+from lensflow.pipeline.config import ConfigError, LensflowConfig, load_config
+from lensflow.pipeline.registry import DISTRIBUTIONS
 
 GPUS = len(tf.config.list_physical_devices("GPU"))
 

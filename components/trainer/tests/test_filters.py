@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 from scipy import ndimage
 
-from components.trainer import filters
-from components.trainer.filters import FilterBank, kernel_bank, responses
+from lensflow.components.trainer import filters
+from lensflow.components.trainer.filters import FilterBank, kernel_bank, responses
 
 SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float64)
 SCHARR_X = np.array([[-3, 0, 3], [-10, 0, 10], [-3, 0, 3]], dtype=np.float64)

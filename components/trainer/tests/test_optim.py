@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.trainer import optim
-from components.trainer.run import compile_model
-from pipeline.config import ConfigError, LensflowConfig, TrainConfig
+from lensflow.components.trainer import optim
+from lensflow.components.trainer.run import compile_model
+from lensflow.pipeline.config import ConfigError, LensflowConfig, TrainConfig
 
 
 def lr_at(schedule, step):
@@ -87,8 +87,8 @@ def test_invalid_training_options_are_rejected(key, value, field):
 @pytest.mark.slow
 def test_train_runs_the_configured_recipe_end_to_end(tmp_path):
     """run.train with SGD, cosine warm-up, label smoothing and flip TTA on a tiny dataset."""
-    from components.trainer.models import build_model
-    from components.trainer.run import train
+    from lensflow.components.trainer.models import build_model
+    from lensflow.components.trainer.run import train
 
     cfg = LensflowConfig().replace(**{
         "model.family": "compact_resnet", "model.widths": [4, 8], "model.depths": [0, 1],

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.trainer import precision
-from components.trainer.models import build_model, tta
-from pipeline.config import ConfigError, LensflowConfig, validate
+from lensflow.components.trainer import precision
+from lensflow.components.trainer.models import build_model, tta
+from lensflow.pipeline.config import ConfigError, LensflowConfig, validate
 
 XEON_AMX = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
 EPYC_AVX2 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n"

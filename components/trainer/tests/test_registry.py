@@ -8,12 +8,12 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
-from components.trainer import precision
-from components.trainer.models import build_model
-from pipeline.cli import main
-from components.trainer import backbones
-from pipeline.config import ConfigError, LensflowConfig, choices, load_config
-from pipeline.registry import BACKBONES, FAMILIES, Family
+from lensflow.components.trainer import precision
+from lensflow.components.trainer.models import build_model
+from lensflow.pipeline.cli import main
+from lensflow.components.trainer import backbones
+from lensflow.pipeline.config import ConfigError, LensflowConfig, choices, load_config
+from lensflow.pipeline.registry import BACKBONES, FAMILIES, Family
 
 
 def build_tiny(input_shape, num_classes, *, weights=None, options=None, cache_dir=None):
@@ -49,7 +49,7 @@ def test_every_registered_family_builds_to_its_contract(name):
 
 def test_a_new_family_is_one_registration(monkeypatch, tmp_path):
     tiny = Family("tiny", "flatten + softmax (test only)",
-                  "components.trainer.tests.test_registry:build_tiny", normalize=False,
+                  "lensflow.components.trainer.tests.test_registry:build_tiny", normalize=False,
                   auto_float32="test: keep float32")
     monkeypatch.setitem(FAMILIES, "tiny", tiny)
     cfg = LensflowConfig().replace(**{"model.family": "tiny"})

@@ -5,9 +5,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from components.trainer import resume
-from pipeline.config import load_config
-from pipeline.summary import training_line
+from lensflow.components.trainer import resume
+from lensflow.pipeline.config import load_config
+from lensflow.pipeline.summary import training_line
 
 
 def attempt(root, total, first_epoch, epochs, phase=1, finished=True):

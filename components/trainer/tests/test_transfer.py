@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.trainer.models import transfer
-from components.trainer.run import compile_model
-from pipeline.config import ModelConfig
+from lensflow.components.trainer.models import transfer
+from lensflow.components.trainer.run import compile_model
+from lensflow.pipeline.config import ModelConfig
 
 
 def weights_by_name(model):

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.trainer.models import build_model, transfer, tta
-from pipeline.config import ConfigError, LensflowConfig
+from lensflow.components.trainer.models import build_model, transfer, tta
+from lensflow.pipeline.config import ConfigError, LensflowConfig
 
 
 def small_cfg(**dotted):

@@ -13,7 +13,7 @@ from typing import Dict
 import numpy as np
 from PIL import Image
 
-from pipeline.config import SAMPLE_DATA
+from lensflow.pipeline.config import SAMPLE_DATA
 
 JPEG_NAMES = ("jpeg", "jpeg_progressive", "jpeg_grey", "cmyk_jpeg",
               *(f"exif_{o}" for o in range(1, 9)), *(f"exif_{o}_grey" for o in range(1, 9)))

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.transform import augment
-from pipeline.config import AugmentConfig, ConfigError
+from lensflow.components.transform import augment
+from lensflow.pipeline.config import AugmentConfig, ConfigError
 
 
 def batches(cfg: AugmentConfig):
@@ -55,7 +55,7 @@ def test_policy_is_recorded_as_json_serialisable():
 
 
 def test_every_registered_op_becomes_a_seeded_layer_that_is_identity_outside_training():
-    from pipeline.registry import AUGMENT_OPS
+    from lensflow.pipeline.registry import AUGMENT_OPS
 
     strengths = {name: (True if op.flip else 2 if name == "crop_padding" else 0.2)
                  for name, op in AUGMENT_OPS.items()}

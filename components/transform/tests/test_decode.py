@@ -10,10 +10,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components.image_example_gen.decode import load_image
-from components.transform import decode, preprocessing
-from components.transform.tests import corpus
-from pipeline.config import DataConfig, ImageConfig
+from lensflow.components.image_example_gen.decode import load_image
+from lensflow.components.transform import decode, preprocessing
+from lensflow.components.transform.tests import corpus
+from lensflow.pipeline.config import DataConfig, ImageConfig
 
 LIMIT = DataConfig.max_image_pixels
 FILES = corpus.corpus()

@@ -11,8 +11,8 @@ import tensorflow_transform.beam as tft_beam
 from PIL import Image
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from components.transform import features, preprocessing
-from pipeline.config import CUSTOM_CONFIG_KEY, ImageConfig, LensflowConfig
+from lensflow.components.transform import features, preprocessing
+from lensflow.pipeline.config import CUSTOM_CONFIG_KEY, ImageConfig, LensflowConfig
 
 
 def png(array: np.ndarray) -> bytes:
