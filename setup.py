@@ -29,7 +29,7 @@ setup(
     python_requires=">=3.10,<3.11",
     packages=packages,
     package_dir=package_dir,
-    package_data={"": ["*.pbtxt", "*.html", "*.j2", "*.css", "*.js"],
+    package_data={"lensflow.components": ["report/templates/*"],
                   **{f"lensflow.{folder}": globs for folder, globs in DATA.items()}},
     include_package_data=True,
     install_requires=[
