@@ -443,32 +443,46 @@ _CHOICES = {
 
 
 def validate(cfg: LensflowConfig) -> None:
-    """Reject values that would only fail deep inside a component."""
+    """Reject values that would only fail deep inside a component: every section's own rules,
+    then the rules across sections (checked once, before a run)."""
+    validate_sections(cfg, cfg.to_dict())
+    _validate_across(cfg)
+
+
+def validate_sections(cfg, given: Dict[str, Any]) -> None:
+    """The rules of each section (and field) present in ``given``, read from ``cfg``."""
+    def has(section: str, name: Optional[str] = None) -> bool:
+        return section in given and (name is None or name in given[section])
+
     for (section, name), allowed in _CHOICES.items():
-        value = getattr(getattr(cfg, section), name)
-        if value not in allowed:
+        value = getattr(getattr(cfg, section), name) if has(section, name) else None
+        if has(section, name) and value not in allowed:
             raise ConfigError(f"{section}.{name}={value!r}; choose one of {', '.join(allowed)}")
-    if cfg.image.size < 8:
+    if has("image", "size") and cfg.image.size < 8:
         raise ConfigError(f"image.size={cfg.image.size}; must be at least 8")
-    if cfg.train.epochs < 1 or cfg.train.batch_size < 1:
-        raise ConfigError("train.epochs and train.batch_size must be at least 1")
-    _validate_model(cfg)
-    _validate_train(cfg.train)
-    buckets = cfg.data.split_buckets
-    if set(buckets) - {"train", "eval", "test"} or not {"train", "eval"} <= set(buckets):
-        raise ConfigError(f"data.split_buckets={buckets}; needs train and eval, optionally test")
-    if any(int(v) < 1 for v in buckets.values()):
-        raise ConfigError(f"data.split_buckets={buckets}; every bucket count must be >= 1")
-    if not 0.0 <= cfg.evaluation.min_accuracy <= 1.0:
+    if has("train"):
+        if cfg.train.epochs < 1 or cfg.train.batch_size < 1:
+            raise ConfigError("train.epochs and train.batch_size must be at least 1")
+        _validate_train(cfg.train)
+    if has("model"):
+        _validate_model_section(cfg.model)
+    if has("data", "split_buckets"):
+        buckets = cfg.data.split_buckets
+        if set(buckets) - {"train", "eval", "test"} or not {"train", "eval"} <= set(buckets):
+            raise ConfigError(f"data.split_buckets={buckets}; needs train and eval, optionally test")
+        if any(int(v) < 1 for v in buckets.values()):
+            raise ConfigError(f"data.split_buckets={buckets}; every bucket count must be >= 1")
+    if has("evaluation", "min_accuracy") and not 0.0 <= cfg.evaluation.min_accuracy <= 1.0:
         raise ConfigError("evaluation.min_accuracy must be within [0, 1]")
-    if cfg.push.keep_versions < 1:
+    if has("push", "keep_versions") and cfg.push.keep_versions < 1:
         raise ConfigError("push.keep_versions must be at least 1")
-    _validate_beam(cfg.beam)
-    _validate_kubeflow(cfg.kubeflow)
+    if has("beam"):
+        _validate_beam(cfg.beam)
+    if has("kubeflow"):
+        _validate_kubeflow(cfg.kubeflow)
 
 
-def _validate_model(cfg: LensflowConfig) -> None:
-    model = cfg.model
+def _validate_model_section(model: ModelConfig) -> None:
     if not isinstance(model.widths, list) or not model.widths or not all(
             isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in model.widths):
         raise ConfigError(f"model.widths={model.widths!r}; expected a non-empty list of positive "
@@ -477,6 +491,11 @@ def _validate_model(cfg: LensflowConfig) -> None:
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in model.depths):
         raise ConfigError(f"model.depths={model.depths!r}; expected one integer >= 0 (residual "
                           f"blocks) per entry of model.widths={model.widths!r}")
+
+
+def _validate_across(cfg: LensflowConfig) -> None:
+    """Rules that join sections: a family's limits on the image, augmentation vs flip TTA."""
+    model = cfg.model
     problem = FAMILIES[model.family].check(cfg) if FAMILIES[model.family].check else None
     if problem:
         raise ConfigError(problem)
@@ -682,10 +701,87 @@ def _merge(base: Dict[str, Any], update: Dict[str, Any], prefix: str) -> Dict[st
     return out
 
 
-def from_custom_config(custom_config: Optional[Dict[str, Any]]) -> LensflowConfig:
-    """Rebuild the config inside a module file from TFX's ``custom_config``."""
+class ComponentConfig:
+    """The config sections one component was given, typed and validated, and nothing else.
+
+    The pipeline passes each component only the keys it uses (``LensflowConfig.to_json(keys)``)
+    so its cache key moves only with them. Here those keys are checked by the same schema as the
+    whole config (types, ranges, choices, each named by its dotted key); the rules across sections
+    were checked once, before the run. Reading a section or field the component was not given is
+    an error naming it, never a silent default. Derived values (``home_dir``,
+    ``effective_normalize``) are computed from the given sections the same way."""
+
+    def __init__(self, raw: Dict[str, Any], component: str):
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{component}: config must be a mapping, got {raw!r}")
+        self._given = raw
+        self._component = component
+        self._cfg = _build(LensflowConfig, raw, "")
+        validate_sections(self._cfg, raw)
+
+    @classmethod
+    def from_json(cls, text: str, component: str) -> "ComponentConfig":
+        return cls(json.loads(text), component)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        derived = getattr(LensflowConfig, name, None)
+        if isinstance(derived, property):
+            return derived.fget(self)
+        if name not in self._given:
+            raise ConfigError(f"{self._component} was not given config section {name!r} (given: "
+                              f"{', '.join(sorted(self._given))}); pass it in pipeline/pipeline.py")
+        value = getattr(self._cfg, name)
+        given = self._given[name]
+        if dataclasses.is_dataclass(value) and isinstance(given, dict) and \
+                set(given) != {f.name for f in dataclasses.fields(value)}:
+            return _PartialSection(value, set(given), name, self._component)
+        return value
+
+    @property
+    def sections(self) -> List[str]:
+        return sorted(self._given)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The given keys with their validated values."""
+        full = self._cfg.to_dict()
+        return {name: ({key: full[name][key] for key in value} if isinstance(value, dict)
+                       and isinstance(full[name], dict) and name not in FREE_FORM_MAPPINGS
+                       else full[name])
+                for name, value in self._given.items()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def replace(self, **dotted: Any) -> "ComponentConfig":
+        """A copy with dotted keys (``train.epochs=2``) overridden; they must be given keys."""
+        raw = self.to_dict()
+        for key, value in dotted.items():
+            set_dotted(raw, key, value)
+        return ComponentConfig(raw, self._component)
+
+
+class _PartialSection:
+    """A section of which a component was given some fields (``evaluation.top_k``)."""
+
+    def __init__(self, section, names, prefix: str, component: str):
+        self._section, self._names, self._prefix, self._component = section, names, prefix, component
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in self._names:
+            raise ConfigError(f"{self._component} was not given config key {self._prefix}.{name} "
+                              f"(given: {', '.join(sorted(self._names))}); pass it in "
+                              "pipeline/pipeline.py")
+        return getattr(self._section, name)
+
+
+def from_custom_config(custom_config: Optional[Dict[str, Any]], component: str) -> ComponentConfig:
+    """The component's own typed config sections from TFX's ``custom_config``."""
     if not custom_config or CUSTOM_CONFIG_KEY not in custom_config:
-        return LensflowConfig()
+        raise ConfigError(f"{component}: custom_config holds no {CUSTOM_CONFIG_KEY!r}")
     value = custom_config[CUSTOM_CONFIG_KEY]
-    return LensflowConfig.from_json(value) if isinstance(value, str) else \
-        LensflowConfig.from_dict(value)
+    return ComponentConfig.from_json(value, component) if isinstance(value, str) else \
+        ComponentConfig(value, component)

@@ -13,17 +13,58 @@ def test_yaml_then_overrides_then_round_trip_through_custom_config(tmp_path):
     path.write_text("train:\n  epochs: 7\nmodel:\n  family: filter_bank\n")
     cfg = load_config(str(path), {"train.batch_size": 8, "train.epochs": None})
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.model.family) == (7, 8, "filter_bank")
-    again = from_custom_config({CUSTOM_CONFIG_KEY: cfg.to_json()})
-    assert again == cfg
+    again = from_custom_config({CUSTOM_CONFIG_KEY: cfg.to_json()}, "Trainer")
+    assert again.to_dict() == cfg.to_dict() and again.home_dir == cfg.home_dir
 
 
 def test_component_subsets_carry_only_their_keys():
     cfg = LensflowConfig().replace(**{"train.epochs": 9, "evaluation.top_k": 2})
     subset = json.loads(cfg.to_json(["train", "evaluation.top_k"]))
     assert set(subset) == {"train", "evaluation"} and subset["evaluation"] == {"top_k": 2}
-    rebuilt = from_custom_config({CUSTOM_CONFIG_KEY: cfg.to_json(["train", "evaluation.top_k"])})
+    rebuilt = from_custom_config({CUSTOM_CONFIG_KEY: cfg.to_json(["train", "evaluation.top_k"])},
+                                 "Trainer")
     assert rebuilt.train.epochs == 9 and rebuilt.evaluation.top_k == 2
-    assert rebuilt.evaluation.min_accuracy == LensflowConfig().evaluation.min_accuracy
+    assert rebuilt.sections == ["evaluation", "train"]
+
+
+def test_a_component_reading_a_key_it_was_not_given_fails_naming_it():
+    """No silent defaults: a section or field outside the component's slice is an error."""
+    cfg = LensflowConfig().replace(**{"image.size": 64})
+    trainer = from_custom_config({CUSTOM_CONFIG_KEY: cfg.to_json(["train", "evaluation.top_k"])},
+                                 "Trainer")
+    with pytest.raises(ConfigError, match=r"Trainer was not given config section 'image'"):
+        trainer.image.size
+    with pytest.raises(ConfigError, match=r"Trainer was not given config key evaluation.min_accuracy"):
+        trainer.evaluation.min_accuracy
+    with pytest.raises(ConfigError, match=r"Trainer was not given config section 'home'"):
+        trainer.home_dir
+
+
+@pytest.mark.parametrize("raw,message", [
+    ({"train": {"epochs": 0}}, "train.epochs"),
+    ({"train": {"learning_rate": "1e-3x"}}, "train.learning_rate='1e-3x'"),
+    ({"image": {"size": 4}}, "image.size=4"),
+    ({"image": {"color_mode": "cmyk"}}, "image.color_mode='cmyk'; choose one of"),
+    ({"drift": {"policy": "sometimes"}}, "drift.policy='sometimes'"),
+    ({"image": {"sizes": 28}}, "image.sizes"),
+    ({"evaluation": {"top_k": 0}}, "evaluation.top_k"),
+])
+def test_a_component_validates_its_own_sections_naming_the_key(raw, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        from_custom_config({CUSTOM_CONFIG_KEY: json.dumps(raw)}, "Trainer")
+
+
+def test_cross_section_rules_are_checked_once_for_the_whole_config():
+    """compact_resnet's six stages need images of at least 32 px: the whole config is refused
+    before a run, while the Trainer's slice (no image section) is not re-judged against the
+    default 28 px, as it was when a component rebuilt the whole config with defaults."""
+    deep = {"model.family": "compact_resnet", "model.widths": [8, 8, 8, 8, 8, 8],
+            "model.depths": [1, 1, 1, 1, 1, 1]}
+    with pytest.raises(ConfigError, match="image.size=16"):
+        LensflowConfig().replace(**deep, **{"image.size": 16})
+    ok = LensflowConfig().replace(**deep, **{"image.size": 64})
+    trainer = from_custom_config({CUSTOM_CONFIG_KEY: ok.to_json(["model", "train"])}, "Trainer")
+    assert trainer.model.widths == [8] * 6
 
 
 @pytest.mark.parametrize("key,value,message", [
@@ -57,7 +98,7 @@ def test_the_committed_recipe_loads_validates_and_round_trips_through_custom_con
     validate(cfg)
     assert (cfg.model.family, cfg.train.precision, cfg.model.flip_tta) == \
         ("compact_resnet", "auto", True)
-    assert from_custom_config({CUSTOM_CONFIG_KEY: cfg.to_json()}) == cfg
+    assert from_custom_config({CUSTOM_CONFIG_KEY: cfg.to_json()}, "Trainer").to_dict() == cfg.to_dict()
 
 
 @pytest.mark.parametrize("text,loaded", [

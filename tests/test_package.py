@@ -84,9 +84,15 @@ def test_the_wheel_runs_a_pipeline_outside_the_checkout(tmp_path):
     requirements.lock) are this test venv's, chained by a .pth file, because installing TFX
     again would take minutes and the registry. The editable install's finder is not among them
     (a chained folder's .pth files are not run), so the checkout cannot leak in."""
-    wheels = tmp_path / "wheels"
+    source, wheels = tmp_path / "source", tmp_path / "wheels"
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    for name in listed.split("\n"):
+        if name and (REPO_ROOT / name).is_file():    # the working tree, built away from it
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--no-build-isolation", "-w", str(wheels), str(REPO_ROOT)],
+                    "--no-build-isolation", "-w", str(wheels), str(source)],
                    check=True, capture_output=True, timeout=300)
     wheel, = wheels.glob("lensflow-*.whl")
 

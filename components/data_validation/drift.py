@@ -28,7 +28,7 @@ from tfx.utils import io_utils
 from lensflow.components.pusher import training_statistics, versions
 from lensflow.components.pusher.fingerprint import data_fingerprint_of, training_fingerprint
 from lensflow.components.transform import features
-from lensflow.pipeline.config import DriftConfig, LensflowConfig
+from lensflow.pipeline.config import ComponentConfig, DriftConfig
 
 DRIFT_FILE = "drift.json"
 ANOMALIES_FILE = "SchemaDiff.pb"
@@ -147,7 +147,7 @@ def DriftCheck(examples: tfx.dsl.components.InputArtifact[tfx.types.standard_art
     TFDV's anomalies. ``serving_state`` is a cache key only; ``drift_config`` is the config's
     ``drift`` section as JSON."""
     del serving_state
-    settings = LensflowConfig.from_json(drift_config).drift
+    settings = ComponentConfig.from_json(drift_config, "DriftCheck").drift
     fingerprint = training_fingerprint(data_fingerprint_of(examples), settings_fingerprint)
     version, baseline = serving_statistics(os.path.join(serving_dir, model_name), fingerprint)
     drift.split_names = artifact_utils.encode_split_names([SPLIT])

@@ -214,7 +214,7 @@ class Executor(BaseExampleGenExecutor):
         raise NotImplementedError("ImageExampleGen generates all splits in GenerateExamplesByBeam")
 
     def GenerateExamplesByBeam(self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any]):
-        cfg = from_custom_config(_custom_config(exec_properties))
+        cfg = from_custom_config(_custom_config(exec_properties), "ImageExampleGen")
         result, splits, work = self._scan, self._splits, self._work_dir
         decoded = (
             pipeline
@@ -262,7 +262,7 @@ class Executor(BaseExampleGenExecutor):
         examples = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.EXAMPLES_KEY])
         self._work_dir = os.path.join(examples.uri, _WORK_DIR)
-        cfg = from_custom_config(_custom_config(exec_properties))
+        cfg = from_custom_config(_custom_config(exec_properties), "ImageExampleGen")
         self._scan = scan(cfg, exec_properties[standard_component_specs.INPUT_BASE_KEY])
         self._splits = output_splits(self._scan, cfg)
         exec_properties = {**exec_properties,

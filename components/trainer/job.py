@@ -22,7 +22,7 @@ from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
 from lensflow.pipeline import object_store
-from lensflow.pipeline.config import CUSTOM_CONFIG_KEY, LensflowConfig
+from lensflow.pipeline.config import CUSTOM_CONFIG_KEY, ComponentConfig
 
 RUN_FN = "lensflow.components.trainer.run.run_fn"
 INPUT_KEYS = ("examples", "split_names", "transform_graph", "schema")
@@ -48,7 +48,8 @@ def load_spec(text_or_path: str) -> Dict[str, Any]:
     if missing:
         raise JobSpecError(f"job spec lacks {', '.join(missing)}")
     config = spec["config"]
-    LensflowConfig.from_json(config) if isinstance(config, str) else LensflowConfig.from_dict(config)
+    ComponentConfig.from_json(config, "Trainer") if isinstance(config, str) else \
+        ComponentConfig(config, "Trainer")
     return spec
 
 

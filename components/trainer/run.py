@@ -101,7 +101,7 @@ def run_fn(fn_args) -> None:
     multi-worker strategy must exist before TensorFlow runs anything; the model, its optimiser
     and callbacks are made in its scope. Every replica runs this function; only the chief writes
     the model and the run's files, the others export to a temporary folder."""
-    cfg = from_custom_config(fn_args.custom_config)
+    cfg = from_custom_config(fn_args.custom_config, "Trainer")
     strategy = distribution.strategy_for(cfg.train.distribution)
     chief = distribution.is_chief(strategy)
     print(distribution.describe(strategy, chief), flush=True)

@@ -62,7 +62,7 @@ class LensflowHyperModel(kt.HyperModel):
 
 def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
     """TFX Tuner entry point: a seeded random search of ``config.tuner.max_trials`` trials."""
-    cfg = from_custom_config(fn_args.custom_config)
+    cfg = from_custom_config(fn_args.custom_config, "Trainer")
     transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     tuner = kt.RandomSearch(
         LensflowHyperModel(cfg, fn_args, transform_output),

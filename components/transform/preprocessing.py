@@ -75,7 +75,7 @@ def _dense_scalar(value: tf.Tensor) -> tf.Tensor:
 
 def preprocessing_fn(inputs, custom_config=None):
     """tf.Transform entry point: raw features -> ``image_xf`` and ``label_xf``."""
-    cfg = from_custom_config(custom_config)
+    cfg = from_custom_config(custom_config, "Transform")
     images = decode_and_resize(_dense_scalar(inputs[features.IMAGE_KEY]), cfg.image,
                                cfg.data.max_image_pixels)
     if cfg.effective_normalize:
