@@ -86,6 +86,7 @@ def e2e(tmp_path_factory, worker_id) -> PipelineRun:
     import json
 
     from lensflow.pipeline.config import load_config
+    from lensflow.pipeline.summary import RunSummary
 
     if worker_id == "master":
         home = tmp_path_factory.mktemp("lensflow_home")
@@ -96,10 +97,10 @@ def e2e(tmp_path_factory, worker_id) -> PipelineRun:
     with open(shared / "lensflow_home.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if done.exists():
-            return PipelineRun(cfg, json.loads(done.read_text()))
-        summary = json.dumps(run_pipeline(cfg).summary)
-        done.write_text(summary)
-        return PipelineRun(cfg, json.loads(summary))
+            return PipelineRun(cfg, RunSummary.model_validate(json.loads(done.read_text())))
+        summary = run_pipeline(cfg).summary
+        done.write_text(json.dumps(summary.to_dict()))
+        return PipelineRun(cfg, summary)
 
 
 @pytest.fixture(scope="session")

@@ -217,7 +217,7 @@ def summary(home, config_file, run_id, as_json):
         result = run_summary.summarise(cfg.metadata_path, run_id)
     except run_summary.RunNotFound as err:
         raise click.ClickException(str(err)) from err
-    click.echo(json.dumps(result, indent=2, default=str) if as_json
+    click.echo(json.dumps(result.to_dict(), indent=2) if as_json
                else run_summary.format_text(result))
 
 

@@ -31,15 +31,15 @@ def _compile(cfg, out: str) -> None:
         info = kubeflow.compile_package(cfg, out)
     except (ValueError, kubeflow.KubeflowSpecError) as err:
         raise click.ClickException(str(err)) from err
-    click.echo(f"compiled {len(info['components'])} components -> {info['path']}\n"
-               f"  image: {info['image']}\n  pipeline root: {info['pipeline_root']}")
-    for label, mounts in sorted(info["mounts"].items()):
+    click.echo(f"compiled {len(info.components)} components -> {info.path}\n"
+               f"  image: {info.image}\n  pipeline root: {info.pipeline_root}")
+    for label, mounts in sorted(info.mounts.items()):
         click.echo(f"  {label} mounts {', '.join(mounts)}")
-    if info["secret"]:
-        click.echo(f"  S3 credentials from secret {info['secret']} (accesskey, secretkey)")
-    click.echo(f"  cache off for: {', '.join(info['uncached'])}")
-    if info["note"]:
-        click.echo(f"  note: {info['note']}")
+    if info.secret:
+        click.echo(f"  S3 credentials from secret {info.secret} (accesskey, secretkey)")
+    click.echo(f"  cache off for: {', '.join(info.uncached)}")
+    if info.note:
+        click.echo(f"  note: {info.note}")
 
 
 @click.command("compile")

@@ -10,12 +10,57 @@ from typing import Any, Dict, List, Optional
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from lensflow.pipeline.records import Record
+
 RUN_CONTEXT = "pipeline_run"
 _HEADLINE = (("accuracy", "accuracy"), ("sparse_top_k_categorical_accuracy", "top-k accuracy"),
              ("sparse_categorical_crossentropy", "loss"), ("example_count", "examples"))
 log = logging.getLogger(__name__)
 _OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT,
                   metadata_store_pb2.Event.PENDING_OUTPUT)
+
+
+class Outcome(Record):
+    """How the run ended (``lensflow.pipeline.outcome``): its name, exit code and reasons."""
+
+    name: str
+    exit_code: int
+    reasons: List[str] = []
+
+
+class RunSummary(Record):
+    """The run summary: what ``--summary-json`` writes and the CLI, report, compare and tests
+    read. Every field but ``run_id`` is set only when the run produced it."""
+
+    run_id: str
+    executions: Dict[str, str] = {}
+    execution_seconds: Dict[str, Optional[float]] = {}
+    found: Optional[int] = None
+    ingested: Optional[int] = None
+    rejected: List[Dict[str, Any]] = []
+    ignored: List[Any] = []
+    splits: Dict[str, Dict[str, Any]] = {}
+    classes: List[str] = []
+    warnings: List[Any] = []
+    duplicates: Optional[Dict[str, Any]] = None
+    examples_uri: Optional[str] = None
+    drift: Optional[Dict[str, Any]] = None
+    evaluation_uri: Optional[str] = None
+    evaluation_split: Optional[str] = None
+    metrics: Dict[str, Any] = {}
+    metrics_by_slice: Dict[str, Dict[str, Any]] = {}
+    failed_thresholds: List[Any] = []
+    blessed: Optional[bool] = None
+    serving_check: Optional[Dict[str, Any]] = None
+    pushed_model_dir: Optional[str] = None
+    push_unknown: Optional[bool] = None
+    already_serving: Optional[bool] = None
+    model_uri: Optional[str] = None
+    model_run_uri: Optional[str] = None
+    training: Optional[Dict[str, Any]] = None
+    report_uri: Optional[str] = None
+    outcome: Optional[Outcome] = None
+    report_path: Optional[str] = None
 
 
 class RunNotFound(LookupError):
@@ -202,7 +247,7 @@ def _data_stop_reasons(store, arts) -> Optional[List[str]]:
         return None
 
 
-def summarise(metadata_path: str, run_id: Optional[str] = None) -> Dict[str, Any]:
+def summarise(metadata_path: str, run_id: Optional[str] = None) -> RunSummary:
     """The machine-readable run summary (also what ``--summary-json`` writes), with the run's
     ``outcome`` (``lensflow.pipeline.outcome``): ML Metadata knows every step's state, so it can tell."""
     from lensflow.pipeline import outcome
@@ -213,17 +258,17 @@ def summarise(metadata_path: str, run_id: Optional[str] = None) -> Dict[str, Any
     return summary
 
 
-def summarise_artifacts(run: RunArtifacts) -> Dict[str, Any]:
+def summarise_artifacts(run: RunArtifacts) -> RunSummary:
     """The run summary from the artifacts themselves (ingestion report, TFMA results)."""
     from lensflow.components.evaluator import results
     from lensflow.components.image_example_gen import report
 
-    summary: Dict[str, Any] = {"run_id": run.run_id, "executions": run.executions,
-                               "execution_seconds": run.execution_seconds}
+    summary = RunSummary(run_id=run.run_id, executions=run.executions,
+                         execution_seconds=run.execution_seconds)
     if run.examples_uri:
         ingestion = report.read(run.examples_uri)
-        summary.update({k: ingestion[k] for k in
-                        ("found", "ingested", "rejected", "ignored", "splits", "classes", "warnings")})
+        for key in ("found", "ingested", "rejected", "ignored", "splits", "classes", "warnings"):
+            summary[key] = ingestion[key]
         summary["duplicates"] = ingestion.get("duplicates")
         summary["examples_uri"] = run.examples_uri
     if run.drift_uri:
@@ -231,7 +276,8 @@ def summarise_artifacts(run: RunArtifacts) -> Dict[str, Any]:
     if run.evaluation_uri:
         summary["evaluation_uri"] = run.evaluation_uri
         summary["evaluation_split"] = run.evaluation_split
-        summary.update(results.summary(run.evaluation_uri))
+        for key, value in results.summary(run.evaluation_uri).items():
+            summary[key] = value
     if run.blessed is not None:
         summary["blessed"] = run.blessed
     summary["serving_check"] = run.serving_check
@@ -333,7 +379,7 @@ def format_text(summary: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_json(summary: Dict[str, Any], path: str) -> None:
+def write_json(summary: RunSummary, path: str) -> None:
     """Write the summary as JSON."""
     with open(path, "w", encoding="utf-8") as fh:
-        json.dump(summary, fh, indent=2, ensure_ascii=False, default=str)
+        json.dump(summary.to_dict(), fh, indent=2, ensure_ascii=False)

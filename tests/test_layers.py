@@ -14,7 +14,8 @@ from lensflow.pipeline.config import REPO_ROOT
 LAYERS = [
     ("lensflow",),                                   # the package init (TF_USE_LEGACY_KERAS)
     ("lensflow.pipeline", "lensflow.components"),    # their package inits
-    ("lensflow.pipeline.registry", "lensflow.pipeline.home_lock", "lensflow.pipeline.disk_errors"),
+    ("lensflow.pipeline.registry", "lensflow.pipeline.home_lock", "lensflow.pipeline.disk_errors",
+     "lensflow.pipeline.records"),
     ("lensflow.pipeline.config",),
     ("lensflow.pipeline.cli_options", "lensflow.pipeline.object_store", "lensflow.pipeline.outcome", "system"),
     ("lensflow.components.transform",),                       # feature names, the one decode

@@ -112,11 +112,16 @@ def write_outputs(result: Dict[str, Any], out_dir: str) -> Dict[str, str]:
     """Write the three files into ``out_dir``; returns ``{kind: path}``."""
     paths = {kind: os.path.join(out_dir, name) for kind, name in FILES.items()}
     with open(paths["json"], "w", encoding="utf-8") as fh:
-        json.dump({**result, "paths": paths}, fh, indent=2, ensure_ascii=False, default=str)
+        json.dump({**result, "paths": paths}, fh, indent=2, ensure_ascii=False, default=_json)
     with open(paths["markdown"], "w", encoding="utf-8") as fh:
         fh.write(markdown(result))
     write_html(result, paths["html"])
     return paths
+
+
+def _json(value: Any) -> Any:
+    """Records (``lensflow.pipeline.records``) as their JSON form; anything else as text."""
+    return value.to_dict() if hasattr(value, "to_dict") else str(value)
 
 
 def write_html(result: Dict[str, Any], path: str) -> str:

@@ -3,7 +3,7 @@ parameter count and which components executed, all from ML Metadata and the arti
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 from ml_metadata.proto import metadata_store_pb2
@@ -13,6 +13,7 @@ from tfx.utils import path_utils
 from lensflow.components.transform import features
 from lensflow.pipeline import summary as run_summary
 from lensflow.pipeline.compare.stats import recall_spread
+from lensflow.pipeline.records import Record
 
 ACCURACY = "sparse_categorical_accuracy"
 _COMPLETE = metadata_store_pb2.Execution.COMPLETE
@@ -61,8 +62,36 @@ def _trainer_seconds(metadata_path: str, run_id: str, summary: Dict[str, Any]) -
     return seconds if seconds is not None else summary.get("execution_seconds", {}).get("Trainer")
 
 
+class RunRecord(Record):
+    """Everything compare keeps of one run: its metrics on the evaluated split, per-class recall
+    and its spread, blessing and push, which components executed, Trainer time, parameters."""
+
+    variant: str
+    seed: int
+    run_id: str
+    accuracy: Optional[float] = None
+    top_k_accuracy: Optional[float] = None
+    loss: Optional[float] = None
+    example_count: Optional[float] = None
+    evaluation_split: Optional[str] = None
+    split_totals: Dict[str, int] = {}
+    blessed: Optional[bool] = None
+    failed_thresholds: List[Any] = []
+    pushed_model_dir: Optional[str] = None
+    executions: Dict[str, str] = {}
+    trainer_cached: bool = False
+    trainer_seconds: Optional[float] = None
+    model_uri: Optional[str] = None
+    recall: Dict[str, Optional[float]] = {}
+    recall_min: Optional[float] = None
+    recall_max: Optional[float] = None
+    recall_min_class: Optional[str] = None
+    recall_max_class: Optional[str] = None
+    params: Optional[int] = None
+
+
 def run_record(metadata_path: str, variant: str, seed: int,
-               run_id: Optional[str] = None) -> Dict[str, Any]:
+               run_id: Optional[str] = None) -> RunRecord:
     """Everything compare keeps of one run (default: the newest run in the store)."""
     from lensflow.components.evaluator.component import class_names_of
 
@@ -89,4 +118,4 @@ def run_record(metadata_path: str, variant: str, seed: int,
     record.update(recall_spread(record["recall"]))
     record["params"] = count_params(path_utils.serving_model_path(summary["model_uri"])) \
         if summary.get("model_uri") else None
-    return record
+    return RunRecord(**record)

@@ -1,6 +1,6 @@
 """Aggregate the per-run records of ``lensflow compare`` into one row per variant.
 
-A run record is a plain dict (see ``lensflow.pipeline.compare.records.run_record``): ``variant``, ``seed``,
+A run record is a ``RunRecord`` (``lensflow.pipeline.compare.records``) or its JSON form: ``variant``, ``seed``,
 ``accuracy``, ``recall_min``, ``recall_max``, ``trainer_seconds``, ``params``, ``blessed``,
 ``executions`` ... Pure functions, no TensorFlow: unit-tested on hand-made records.
 """

@@ -27,6 +27,7 @@ from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kv2
 from lensflow.pipeline.config import (CURATED_SCHEMA, REPO_ROOT, ConfigError,
                              LensflowConfig, parse_volume, quantity)
 from lensflow.pipeline.pipeline import create_pipeline
+from lensflow.pipeline.records import Record
 
 TFX_ENTRYPOINT = list(kv2.KUBEFLOW_TFX_CMD)
 ENTRYPOINT = ["python", "-m", "lensflow.pipeline.runners.kfp_entrypoint"]
@@ -248,7 +249,21 @@ def write_package(job: Dict[str, Any], platform: Dict[str, Any], out_path: str) 
     return out_path
 
 
-def compile_package(cfg: LensflowConfig, out_path: str) -> Dict[str, Any]:
+class CompileResult(Record):
+    """What ``compile_package`` wrote: the package, its image and root, the components, the
+    volumes each mounts, the S3 secret named, the tasks compiled without cache, and a note."""
+
+    path: str
+    image: str
+    pipeline_root: str
+    components: List[str]
+    mounts: Dict[str, List[str]]
+    secret: str
+    uncached: List[str]
+    note: str
+
+
+def compile_package(cfg: LensflowConfig, out_path: str) -> CompileResult:
     """Compile ``cfg`` into ``out_path``; return a short description of what was written."""
     job = compile_job(cfg)
     as_json = out_path.lower().endswith(".json")
@@ -256,14 +271,14 @@ def compile_package(cfg: LensflowConfig, out_path: str) -> Dict[str, Any]:
     write_package(job, platform, out_path)
     executors = platform.get("platforms", {}).get("kubernetes", {}).get(
         "deploymentSpec", {}).get("executors", {})
-    return {"path": out_path, "image": cfg.kubeflow.image,
-            "pipeline_root": cfg.kubeflow.pipeline_root,
-            "components": sorted(job["pipelineSpec"]["components"]),
-            "mounts": {label: [m["constant"] + ":" + m["mountPath"] for m in conf["pvcMount"]]
-                       for label, conf in executors.items() if conf.get("pvcMount")},
-            "secret": cfg.kubeflow.s3_secret if is_s3(cfg) and not as_json else "",
-            "uncached": sorted(UNCACHED_TASKS),
-            "note": "a PipelineJob (.json) carries no Kubernetes volume mounts" if as_json else ""}
+    return CompileResult(
+        path=out_path, image=cfg.kubeflow.image, pipeline_root=cfg.kubeflow.pipeline_root,
+        components=sorted(job["pipelineSpec"]["components"]),
+        mounts={label: [m["constant"] + ":" + m["mountPath"] for m in conf["pvcMount"]]
+                for label, conf in executors.items() if conf.get("pvcMount")},
+        secret=cfg.kubeflow.s3_secret if is_s3(cfg) and not as_json else "",
+        uncached=sorted(UNCACHED_TASKS),
+        note="a PipelineJob (.json) carries no Kubernetes volume mounts" if as_json else "")
 
 
 def check_submittable(cfg: LensflowConfig) -> None:
