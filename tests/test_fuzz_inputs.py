@@ -5,9 +5,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from lensflow.pipeline.config import REPO_ROOT
 
 
+@pytest.mark.slow  # the fuzz benchmark's child processes
 def test_fuzz_run_has_no_crash_and_reconciles(tmp_path):
     out = tmp_path / "fuzz"
     done = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "fuzz_inputs.py"),

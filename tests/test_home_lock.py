@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 from lensflow.pipeline import home_lock
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,6 +91,7 @@ def test_the_lock_dies_with_its_holder(tmp_path):
         assert home_lock.read_holder(tmp_path)["pid"] == os.getpid()
 
 
+@pytest.mark.slow  # a real lensflow run process
 def test_run_with_wait_queues_behind_the_holder_then_runs(tmp_path):
     """``--wait`` says whom it waits for and starts only once the holder lets go (it then runs:
     here on an empty data folder, which ingestion refuses, so the run is short and fails)."""

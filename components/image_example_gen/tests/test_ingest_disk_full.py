@@ -2,6 +2,8 @@
 error naming the cause and the output folder, leaves no partial examples and records no counts."""
 import os
 
+import pytest
+
 from lensflow.components.image_example_gen.tests.badfiles import make_bad_tree
 from tests.disk_limit import run_limited
 
@@ -19,6 +21,7 @@ print("ingested")
 """
 
 
+@pytest.mark.slow  # ingestion pipelines in child processes
 def test_ingestion_that_hits_the_limit_fails_clearly_and_leaves_nothing(tmp_path):
     make_bad_tree(tmp_path / "data", good_per_class=40)
     out = tmp_path / "out"
@@ -30,6 +33,7 @@ def test_ingestion_that_hits_the_limit_fails_clearly_and_leaves_nothing(tmp_path
     assert os.listdir(out) == []        # no partial split files, no report, no counts
 
 
+@pytest.mark.slow  # ingestion pipelines in child processes
 def test_the_same_ingestion_within_the_limit_succeeds(tmp_path):
     """The limit, not the data, is what failed above."""
     make_bad_tree(tmp_path / "data", good_per_class=40)
