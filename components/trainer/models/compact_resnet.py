@@ -12,10 +12,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from lensflow.components.trainer.models import common
-
-DEFAULT_WIDTHS = (32, 64, 128)
-DEFAULT_DEPTHS = (0, 0, 1)
-
+from lensflow.pipeline.config import ModelConfig
 
 BN_MOMENTUM = 0.9
 
@@ -39,7 +36,7 @@ def _block(x, width: int, name: str):
     return tf.keras.layers.ReLU(name=f"{name}_out")(x)
 
 
-def trunk(inputs, widths=DEFAULT_WIDTHS, depths=DEFAULT_DEPTHS):
+def trunk(inputs, widths, depths):
     """Stem, then per later stage: 2x2 max-pool and a widening 3x3 conv; each stage adds
     ``depths[i]`` residual blocks. Returns globally pooled features."""
     x = _conv_bn(inputs, widths[0], "stem")
@@ -54,9 +51,10 @@ def trunk(inputs, widths=DEFAULT_WIDTHS, depths=DEFAULT_DEPTHS):
 
 def build(input_shape, num_classes: int, *, weights=None, options=None, cache_dir=None):
     """Stem -> residual stages (``model.widths``, ``model.depths``) -> GAP -> softmax."""
-    widths = tuple(getattr(options, "widths", DEFAULT_WIDTHS))
-    depths = tuple(getattr(options, "depths", DEFAULT_DEPTHS))
-    dropout = getattr(options, "dropout", 0.25)
+    options = options or ModelConfig()     # the config's defaults, one place
+    widths = tuple(options.widths)
+    depths = tuple(options.depths)
+    dropout = options.dropout
     inputs = tf.keras.Input(shape=tuple(input_shape), name="image")
     features = trunk(inputs, widths, depths)
     model = common.classifier_head(inputs, features, num_classes, dropout, name="compact_resnet")

@@ -10,15 +10,17 @@ import tensorflow as tf
 
 from lensflow.components.trainer.filters import FilterBank
 from lensflow.components.trainer.models import common
+from lensflow.pipeline.config import ModelConfig
 
 LEARNED_FILTERS = 16
 
 
 def build(input_shape, num_classes: int, *, weights=None, options=None, cache_dir=None):
     """FilterBank || Conv(16) -> concat -> Conv(64)-Pool -> Conv(64)-Pool -> Dense -> softmax."""
-    kernels = tuple(getattr(options, "filters", ("sobel_x", "sobel_y", "laplacian")))
-    mode = getattr(options, "filter_mode", "fixed")
-    dropout = getattr(options, "dropout", 0.25)
+    options = options or ModelConfig()     # the config's defaults, one place
+    kernels = tuple(options.filters)
+    mode = options.filter_mode
+    dropout = options.dropout
     inputs = tf.keras.Input(shape=tuple(input_shape), name="image")
     handcrafted = FilterBank(kernels=kernels, mode=mode, name="filter_bank")(inputs)
     learned = tf.keras.layers.Conv2D(LEARNED_FILTERS, 3, padding="same", activation="relu",

@@ -10,15 +10,17 @@ import tensorflow as tf
 
 from lensflow.components.trainer.backbones import build_backbone
 from lensflow.components.trainer.models import common, tta
+from lensflow.pipeline.config import ModelConfig
 
 BACKBONE_LAYER = "backbone"
 
 
 def build(input_shape, num_classes: int, *, weights="imagenet", options=None, cache_dir=None):
     """Images in [0, 1] (grey or colour, any size) -> backbone input -> frozen backbone -> head."""
-    size = int(getattr(options, "backbone_input_size", 96))
-    name = getattr(options, "backbone", "efficientnet_lite0")
-    dropout = getattr(options, "dropout", 0.25)
+    options = options or ModelConfig()     # the config's defaults, one place
+    size = int(options.backbone_input_size)
+    name = options.backbone
+    dropout = options.dropout
     inputs = tf.keras.Input(shape=tuple(input_shape), name="image")
     x = inputs
     if input_shape[-1] == 1:
