@@ -203,6 +203,37 @@ def fashion_mnist(out, per_class, idx_dir):
         click.echo(f"{split}: {sum(per.values())} images in {len(per)} classes -> {out}/{split}")
 
 
+@data.command("emoji")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--per-class", type=int,
+              help="Keep N concept groups per class (shared out over train/eval/test).")
+@click.option("--vendors", default="fluent3d,noto", show_default=True,
+              help="Comma-separated: fluent3d (npm @lobehub/fluent-emoji-3d), noto (Debian "
+                   "fonts-noto-color-emoji).")
+@click.option("--fluent-dir", default="/usr/share/datasets/emoji/fluent-emoji-3d",
+              show_default=True, help="The unpacked npm package @lobehub/fluent-emoji-3d@1.1.0.")
+@click.option("--noto-font", default="/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf",
+              show_default=True, help="NotoColorEmoji.ttf (Debian fonts-noto-color-emoji).")
+@click.option("--emoji-test", default="/usr/share/unicode/emoji/emoji-test.txt",
+              show_default=True, help="The labels (Debian unicode-data).")
+def emoji_data(out, per_class, vendors, fluent_dir, noto_font, emoji_test):
+    """Write multi-vendor emoji as OUT/{train,eval,test}/<Unicode group>/*.png, split by concept
+    group (a concept's drawings never straddle splits), with manifest.csv and ATTRIBUTION.txt."""
+    from lensflow.components.image_example_gen import emoji
+
+    try:
+        counts = emoji.export(out, emoji_test=emoji_test, fluent_dir=fluent_dir,
+                              noto_font=noto_font, per_class=per_class,
+                              vendors=[v.strip() for v in vendors.split(",") if v.strip()])
+    except emoji.DatasetMissing as err:
+        raise click.ClickException(str(err)) from err
+    except ValueError as err:
+        raise click.UsageError(str(err)) from err
+    for split, per in counts.items():
+        click.echo(f"{split}: {sum(per.values())} images in {len(per)} classes -> {out}/{split}")
+    click.echo(f"licences: {out}/ATTRIBUTION.txt; provenance: {out}/manifest.csv")
+
+
 @main.command()
 @home_option
 @config_option
