@@ -13,8 +13,8 @@ import warnings  # noqa: E402
 
 import click  # noqa: E402
 
-from lensflow.pipeline.cli_options import (config_option, holding_home, home_option, make_config,  # noqa: E402
-                                  set_option, wait_option)
+from lensflow.pipeline.cli_options import (config_option, explicit_keys, holding_home,  # noqa: E402
+                                           home_option, make_config, set_option, wait_option)
 from lensflow.pipeline.config import choices  # noqa: E402
 from lensflow.pipeline import object_store  # noqa: E402
 
@@ -89,13 +89,18 @@ def run(home, config_file, data, manifest, epochs, batch_size, learning_rate, im
     click.echo(f"lensflow: running pipeline '{cfg.pipeline_name}' on "
                f"{cfg.data.manifest or cfg.data.path}\n  home: {cfg.home_dir}")
     with holding_home(cfg.home_dir, wait):  # before the heavy imports: a refusal is quick
+        from lensflow.components.trainer.choice import CUSTOM_CONFIG_KEY, describe, \
+            record_for_training
+        from lensflow.pipeline import auto_model
         from lensflow.pipeline import summary as run_summary
         from lensflow.pipeline.runners import local
 
+        cfg, choice = auto_model.resolve(cfg, explicit_keys(config_file, sets, **overrides))
+        click.echo("  model: " + describe(record_for_training({CUSTOM_CONFIG_KEY: choice}, cfg)))
         before = _known_runs(cfg.metadata_path, run_summary)
         error = None
         try:
-            local.run(cfg, show_progress=True)
+            local.run(cfg, show_progress=True, model_choice=choice)
         except Exception as err:  # noqa: BLE001 - the run's outcome below says what happened
             error = err
         finally:
@@ -268,6 +273,8 @@ def models(home, config_file, as_json):
         click.echo(json.dumps({"families": families, "backbones": backbones}, indent=2))
         return
     click.echo("model families (--model):")
+    click.echo(f"  {'auto':<13} the default: chosen from a sample of the data (README: How lensflow "
+               "picks a model)")
     for name, text in families.items():
         click.echo(f"  {name:<13} {text}")
     click.echo("backbones for --model transfer (--backbone), weights='imagenet':")
