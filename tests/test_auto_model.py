@@ -130,6 +130,8 @@ def test_the_choice_reaches_the_trainer_and_the_summary_says_why(tmp_path):
     assert "- model: baseline_cnn, 28 px grayscale; chosen from the data" in markdown
     tuned = choice.record_for_training(custom, load_config(None, {"model.family": "filter_bank"}))
     assert tuned["source"] == "tuner" and tuned["family"] == "filter_bank"
+    unresolved = choice.record_for_training({}, load_config())  # a Trainer run outside a pipeline
+    assert (unresolved["family"], unresolved["source"]) == (AUTO_FALLBACK, "config")
 
 
 def test_the_shared_run_on_the_sample_chose_the_small_cnn_and_says_why(e2e):

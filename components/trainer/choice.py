@@ -13,6 +13,8 @@ from typing import Any, Dict, Optional
 
 import tensorflow as tf
 
+from lensflow.pipeline.registry import family_of
+
 MODEL_CHOICE_FILE = "model_choice.json"
 CUSTOM_CONFIG_KEY = "model_choice"
 
@@ -21,17 +23,17 @@ def record_for_training(custom_config: Optional[Dict[str, Any]], cfg) -> Dict[st
     """The record handed over in ``custom_config``, made true to the config the Trainer trains
     (a Tuner's best hyperparameters may have changed the family); a configured record when none
     was handed over (a Trainer run outside ``create_pipeline``)."""
+    family = family_of(cfg.model.family).name  # auto never resolved: the fallback it trains
     raw = (custom_config or {}).get(CUSTOM_CONFIG_KEY)
     record = json.loads(raw) if isinstance(raw, str) else dict(raw or {})
     if not record:
         record = {"source": "config", "reason": "model.family as configured"}
-    if record.get("family") not in (None, cfg.model.family):
-        record["reason"] = (f"the Tuner chose {cfg.model.family} (was {record['family']}: "
+    if record.get("family") not in (None, family):
+        record["reason"] = (f"the Tuner chose {family} (was {record['family']}: "
                             f"{record.get('reason', '')})")
         record["source"] = "tuner"
-    record.update(family=cfg.model.family, image_size=cfg.image.size,
-                  color_mode=cfg.image.color_mode,
-                  backbone=cfg.model.backbone if cfg.model.family == "transfer" else None)
+    record.update(family=family, image_size=cfg.image.size, color_mode=cfg.image.color_mode,
+                  backbone=cfg.model.backbone if family == "transfer" else None)
     return record
 
 
