@@ -11,7 +11,8 @@ and of its gender/age/family variants (``man cook``, ``woman cook``, ``cook``), 
 split, so the test set measures unseen concepts in unseen drawings. (Ingestion's duplicate
 detector cannot see that two vendors' drawings are one concept, and its eval carve-out is by
 content hash.) Output: ``OUT/{train,eval,test}/<class>/<vendor>_<hex>.png``, ``manifest.csv``
-(path, label, split and where each image came from) and ``ATTRIBUTION.txt``.
+(path, label, split and where each image came from), ``dropped.csv`` (identical images of two
+concepts, kept once) and ``ATTRIBUTION.txt``.
 """
 from __future__ import annotations
 
@@ -230,7 +231,9 @@ def export(out_dir: str, *, emoji_test: str = DEFAULT_EMOJI_TEST,
 
     ``per_class``: keep N concept groups per class (a small subset with every split present).
     Images of code points that are not concepts (skin tones, components, newer emoji) are left
-    out; so is a concept's second image from one vendor (Noto maps a few sequences twice).
+    out; so is a concept's second image from one vendor (Noto maps a few sequences twice). A
+    vendor's byte-identical image of two concepts is kept once (never under two labels); the
+    copies left out are listed in ``dropped.csv`` with the reason.
     """
     unknown = sorted(set(vendors) - set(VENDORS))
     if unknown or not vendors:
@@ -239,8 +242,9 @@ def export(out_dir: str, *, emoji_test: str = DEFAULT_EMOJI_TEST,
     keep = _select_groups(concepts, per_class)
     readers = {"fluent3d": lambda: fluent_images(fluent_dir), "noto": lambda: noto_images(noto_font)}
     out = Path(out_dir)
-    rows = []
-    counts: Dict[str, Dict[str, int]] = {split: {} for split, _ in SPLIT_BUCKETS}
+    rows: Dict[str, Dict[str, str]] = {}  # by content digest
+    dropped: List[Dict[str, str]] = []
+    conflicted: set = set()
     for vendor in vendors:
         written = set()
         for codepoints, load in readers[vendor]():
@@ -250,20 +254,49 @@ def export(out_dir: str, *, emoji_test: str = DEFAULT_EMOJI_TEST,
                 continue
             written.add(codepoints)
             split = split_of(concept.group_key)
-            rel = f"{split}/{concept.label}/{vendor}_{concept.hex}.png"
-            (out / rel).parent.mkdir(parents=True, exist_ok=True)
-            (out / rel).write_bytes(load())
-            counts[split][concept.label] = counts[split].get(concept.label, 0) + 1
-            rows.append({"path": rel, "label": concept.label, "split": split, "vendor": vendor,
-                         "hex": concept.hex, "name": concept.name, "group": concept.group,
-                         "subgroup": concept.subgroup, "group_key": concept.group_key})
+            row = {"path": f"{split}/{concept.label}/{vendor}_{concept.hex}.png",
+                   "label": concept.label, "split": split, "vendor": vendor, "hex": concept.hex,
+                   "name": concept.name, "group": concept.group, "subgroup": concept.subgroup,
+                   "group_key": concept.group_key}
+            png = load()
+            digest = hashlib.sha256(png).hexdigest()
+            if digest in conflicted or digest in rows:
+                _drop_copy(out, rows, dropped, conflicted, digest, row)
+                continue
+            (out / row["path"]).parent.mkdir(parents=True, exist_ok=True)
+            (out / row["path"]).write_bytes(png)
+            rows[digest] = row
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS)
+    _write_csv(out / "manifest.csv", MANIFEST_FIELDS, rows.values())
+    _write_csv(out / "dropped.csv", ("reason", *MANIFEST_FIELDS), dropped)
+    (out / "ATTRIBUTION.txt").write_text(attribution(vendors), encoding="utf-8")
+    counts: Dict[str, Dict[str, int]] = {split: {} for split, _ in SPLIT_BUCKETS}
+    for row in rows.values():
+        counts[row["split"]][row["label"]] = counts[row["split"]].get(row["label"], 0) + 1
+    return counts
+
+
+def _drop_copy(out: Path, rows, dropped, conflicted, digest: str, row) -> None:
+    """One vendor's identical image for two concepts (Noto draws Bouvet Island with Norway's
+    flag; Fluent's cat face is its grinning cat): the later copy is not written, so one drawing
+    never sits in two splits; under two labels neither is kept (a label conflict)."""
+    first = rows.get(digest)
+    if first is not None and first["label"] == row["label"]:
+        dropped.append({"reason": f"same image as {first['path']}", **row})
+        return
+    if first is not None:
+        (out / first["path"]).unlink()
+        dropped.append({"reason": f"same image as {row['path']} under label {row['label']}",
+                        **rows.pop(digest)})
+        conflicted.add(digest)
+    dropped.append({"reason": "same image under another label", **row})
+
+
+def _write_csv(path: Path, fields, rows) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         writer.writerows(sorted(rows, key=lambda row: row["path"]))
-    (out / "ATTRIBUTION.txt").write_text(attribution(vendors), encoding="utf-8")
-    return counts
 
 
 def attribution(vendors: Sequence[str]) -> str:

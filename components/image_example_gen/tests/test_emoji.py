@@ -117,6 +117,32 @@ def test_attribution_names_every_licence(exported):
         assert needle in text
 
 
+def test_one_drawing_of_two_concepts_is_kept_once_and_never_under_two_labels(concepts, tmp_path):
+    """Fluent draws 'cat face' (Animals) and 'grinning cat' (Smileys) with one file; a drawing
+    shared by two flags (Noto's Norway and Bouvet Island) is the same-label case."""
+    source = os.path.join(emoji.DEFAULT_FLUENT_DIR, "package", "assets")
+    if not os.path.isdir(source):
+        pytest.skip(f"npm {emoji.FLUENT_PACKAGE} not unpacked ({source} missing)")
+    assets = tmp_path / "fluent" / "package" / "assets"
+    assets.mkdir(parents=True)
+    for name, copy_as in (("1f431", "1f431"), ("1f63a", "1f63a"), ("1f415", "1f415"),
+                          ("1f1f3-1f1f4", "1f1f3-1f1f4"), ("1f1f3-1f1f4", "1f1e7-1f1fb")):
+        with open(os.path.join(source, f"{name}.webp"), "rb") as fh:
+            (assets / f"{copy_as}.webp").write_bytes(fh.read())
+    out = tmp_path / "out"
+    counts = emoji.export(str(out), fluent_dir=str(tmp_path / "fluent"), vendors=["fluent3d"])
+    with open(out / "manifest.csv", encoding="utf-8") as fh:
+        kept = {row["name"]: row for row in csv.DictReader(fh)}
+    with open(out / "dropped.csv", encoding="utf-8") as fh:
+        dropped = {row["name"]: row["reason"] for row in csv.DictReader(fh)}
+    assert set(kept) == {"dog", "flag: Bouvet Island"}  # Bouvet's code points sort first
+    assert set(dropped) == {"cat face", "grinning cat", "flag: Norway"}
+    assert dropped["flag: Norway"] == f"same image as {kept['flag: Bouvet Island']['path']}"
+    assert "another label" in dropped["grinning cat"]
+    assert sum(n for per in counts.values() for n in per.values()) == len(kept) == sum(
+        1 for _, _, names in os.walk(out) for name in names if name.endswith(".png"))
+
+
 def test_cli_reports_a_missing_package_clearly(tmp_path):
     from lensflow.pipeline.cli import main
 
