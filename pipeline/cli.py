@@ -13,8 +13,8 @@ import warnings  # noqa: E402
 
 import click  # noqa: E402
 
-from lensflow.pipeline.cli_options import (config_option, holding_home, home_option, make_config,  # noqa: E402
-                                  set_option, wait_option)
+from lensflow.pipeline.cli_options import (config_option, explicit_keys, holding_home,  # noqa: E402
+                                           home_option, make_config, set_option, wait_option)
 from lensflow.pipeline.config import choices  # noqa: E402
 from lensflow.pipeline import object_store  # noqa: E402
 
@@ -89,13 +89,18 @@ def run(home, config_file, data, manifest, epochs, batch_size, learning_rate, im
     click.echo(f"lensflow: running pipeline '{cfg.pipeline_name}' on "
                f"{cfg.data.manifest or cfg.data.path}\n  home: {cfg.home_dir}")
     with holding_home(cfg.home_dir, wait):  # before the heavy imports: a refusal is quick
+        from lensflow.components.trainer.choice import CUSTOM_CONFIG_KEY, describe, \
+            record_for_training
+        from lensflow.pipeline import auto_model
         from lensflow.pipeline import summary as run_summary
         from lensflow.pipeline.runners import local
 
+        cfg, choice = auto_model.resolve(cfg, explicit_keys(config_file, sets, **overrides))
+        click.echo("  model: " + describe(record_for_training({CUSTOM_CONFIG_KEY: choice}, cfg)))
         before = _known_runs(cfg.metadata_path, run_summary)
         error = None
         try:
-            local.run(cfg, show_progress=True)
+            local.run(cfg, show_progress=True, model_choice=choice)
         except Exception as err:  # noqa: BLE001 - the run's outcome below says what happened
             error = err
         finally:
@@ -203,6 +208,37 @@ def fashion_mnist(out, per_class, idx_dir):
         click.echo(f"{split}: {sum(per.values())} images in {len(per)} classes -> {out}/{split}")
 
 
+@data.command("emoji")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--per-class", type=int,
+              help="Keep N concept groups per class (shared out over train/eval/test).")
+@click.option("--vendors", default="fluent3d,noto", show_default=True,
+              help="Comma-separated: fluent3d (npm @lobehub/fluent-emoji-3d), noto (Debian "
+                   "fonts-noto-color-emoji).")
+@click.option("--fluent-dir", default="/usr/share/datasets/emoji/fluent-emoji-3d",
+              show_default=True, help="The unpacked npm package @lobehub/fluent-emoji-3d@1.1.0.")
+@click.option("--noto-font", default="/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf",
+              show_default=True, help="NotoColorEmoji.ttf (Debian fonts-noto-color-emoji).")
+@click.option("--emoji-test", default="/usr/share/unicode/emoji/emoji-test.txt",
+              show_default=True, help="The labels (Debian unicode-data).")
+def emoji_data(out, per_class, vendors, fluent_dir, noto_font, emoji_test):
+    """Write multi-vendor emoji as OUT/{train,eval,test}/<Unicode group>/*.png, split by concept
+    group (a concept's drawings never straddle splits), with manifest.csv and ATTRIBUTION.txt."""
+    from lensflow.components.image_example_gen import emoji
+
+    try:
+        counts = emoji.export(out, emoji_test=emoji_test, fluent_dir=fluent_dir,
+                              noto_font=noto_font, per_class=per_class,
+                              vendors=[v.strip() for v in vendors.split(",") if v.strip()])
+    except emoji.DatasetMissing as err:
+        raise click.ClickException(str(err)) from err
+    except ValueError as err:
+        raise click.UsageError(str(err)) from err
+    for split, per in counts.items():
+        click.echo(f"{split}: {sum(per.values())} images in {len(per)} classes -> {out}/{split}")
+    click.echo(f"licences: {out}/ATTRIBUTION.txt; provenance: {out}/manifest.csv")
+
+
 @main.command()
 @home_option
 @config_option
@@ -237,6 +273,8 @@ def models(home, config_file, as_json):
         click.echo(json.dumps({"families": families, "backbones": backbones}, indent=2))
         return
     click.echo("model families (--model):")
+    click.echo(f"  {'auto':<13} the default: chosen from a sample of the data (README: How lensflow "
+               "picks a model)")
     for name, text in families.items():
         click.echo(f"  {name:<13} {text}")
     click.echo("backbones for --model transfer (--backbone), weights='imagenet':")

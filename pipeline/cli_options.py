@@ -32,6 +32,19 @@ def parse_sets(sets) -> dict:
     return parsed
 
 
+def explicit_keys(config_file, sets=(), **overrides) -> frozenset:
+    """The dotted keys the user set: in the YAML file, by ``--set`` or by a named flag (what
+    ``model.family: auto`` must not override)."""
+    keys = {key for key, value in overrides.items() if value is not None}
+    keys |= set(parse_sets(sets))
+    if config_file:
+        with open(config_file, encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh) or {}
+        for section, value in (raw.items() if isinstance(raw, dict) else ()):
+            keys |= {f"{section}.{key}" for key in value} if isinstance(value, dict) else {section}
+    return frozenset(keys)
+
+
 def make_config(config_file, home, sets=(), **overrides) -> LensflowConfig:
     """Load YAML, then ``--set`` values, then the named flags; config errors become usage
     errors that name the dotted key."""

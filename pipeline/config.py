@@ -26,8 +26,8 @@ from pydantic import ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
 
 from lensflow import ROOT
-from lensflow.pipeline.registry import (AUGMENT_OPS, AUGMENT_PRESETS, BACKBONES, DISTRIBUTIONS,
-                               FAMILIES)
+from lensflow.pipeline.registry import (AUGMENT_OPS, AUGMENT_PRESETS, AUTO, BACKBONES,
+                                        DEFAULT_BACKBONE, DISTRIBUTIONS, FAMILIES, family_of)
 
 # The repository's folders: the checkout's, or the same folders inside an installed package.
 REPO_ROOT = Path(ROOT)
@@ -115,10 +115,11 @@ if set(AugmentConfig.__dataclass_fields__) - _AUGMENT_SETTINGS != set(AUGMENT_OP
 
 @dataclass
 class ModelConfig:
-    """Which model family to build and how."""
+    """Which model family to build and how. ``family: auto`` chooses the family, image size
+    and colour mode from the data (``pipeline/auto_model.py``; the rule is in the registry)."""
 
-    family: str = "baseline_cnn"
-    backbone: str = "efficientnet_lite0"
+    family: str = AUTO
+    backbone: str = DEFAULT_BACKBONE
     weights: Optional[str] = "imagenet"
     backbone_input_size: Annotated[int, Field(ge=32)] = 96
     fine_tune_layers: NonNegative = 0
@@ -303,7 +304,7 @@ class LensflowConfig:
         """Per-channel normalisation; off by default for ``transfer``, whose backbone
         applies the preprocessing its ImageNet weights expect to [0, 1] pixels."""
         if self.image.normalize is None:
-            return FAMILIES[self.model.family].normalize
+            return family_of(self.model.family).normalize
         return bool(self.image.normalize)
 
     # ---- derived locations ------------------------------------------------
@@ -422,13 +423,23 @@ def choices(key: str) -> Tuple[str, ...]:
     return tuple(_CHOICES[tuple(key.split("."))])
 
 
+class _FamilyChoices:
+    """``auto`` and the registered families, read live (a family registered later counts)."""
+
+    def __iter__(self):
+        return iter((AUTO, *FAMILIES))
+
+    def __contains__(self, name) -> bool:
+        return name == AUTO or name in FAMILIES
+
+
 _CHOICES = {
     ("data", "label_conflicts"): ("reject", "majority", "keep"),
     ("data", "presplit_duplicates"): ("drop_held_out", "drop_train", "keep"),
     ("image", "color_mode"): ("grayscale", "rgb"),
     ("image", "resize_policy"): ("stretch", "pad", "crop"),
     ("augment", "preset"): AUGMENT_PRESETS,
-    ("model", "family"): FAMILIES,
+    ("model", "family"): _FamilyChoices(),
     ("model", "backbone"): BACKBONES,
     ("model", "filter_mode"): ("fixed", "init"),
     ("train", "optimizer"): ("adam", "adamw", "sgd"),
@@ -496,7 +507,8 @@ def _validate_model_section(model: ModelConfig) -> None:
 def _validate_across(cfg: LensflowConfig) -> None:
     """Rules that join sections: a family's limits on the image, augmentation vs flip TTA."""
     model = cfg.model
-    problem = FAMILIES[model.family].check(cfg) if FAMILIES[model.family].check else None
+    family = family_of(model.family)
+    problem = family.check(cfg) if family.check else None
     if problem:
         raise ConfigError(problem)
     if model.flip_tta and not cfg.augment.allow_orientation_changes:

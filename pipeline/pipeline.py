@@ -13,7 +13,7 @@ import json
 import os
 import posixpath
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from tfx import v1 as tfx
 
@@ -26,8 +26,11 @@ from lensflow.components.image_example_gen.component import ImageExampleGen
 from lensflow.components.pusher.component import LensflowPusher
 from lensflow.components.report.component import RunReport
 from lensflow.components.serving_check.component import ServingCheck
+from lensflow.components.trainer import choice
+from lensflow.pipeline import auto_model
 from lensflow.pipeline.object_store import ensure_filesystem, is_uri
 from lensflow.pipeline.config import CURATED_SCHEMA, CUSTOM_CONFIG_KEY, REPO_ROOT, LensflowConfig
+from lensflow.pipeline.registry import AUTO
 
 PREPROCESSING_FN = "lensflow.components.transform.preprocessing.preprocessing_fn"
 RUN_FN = "lensflow.components.trainer.run.run_fn"
@@ -177,12 +180,18 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
                     pipeline_root: Optional[str] = None, serving_dir: Optional[str] = None,
                     data_root: Optional[str] = None,
                     schema_file: Optional[str] = None, offline: bool = False,
-                    code_root: Optional[str] = None) -> tfx.dsl.Pipeline:
+                    code_root: Optional[str] = None,
+                    model_choice: Optional[Dict[str, Any]] = None) -> tfx.dsl.Pipeline:
     """Build the TFX pipeline for ``cfg``; runners supply metadata, roots and, for a container
     image, where the curated schema and the code (``code_root``) live in it. ``offline``: the data and the serving
     directory are not read while building (Kubeflow compiles where its pods' paths and buckets
-    are not reachable; its ingestion and baseline are never cached anyway)."""
-    custom = {CUSTOM_CONFIG_KEY: cfg.to_json(TRAINER_KEYS)}
+    are not reachable; its ingestion and baseline are never cached anyway).
+    ``model.family: auto`` is resolved here from the data (``auto_model``) unless the caller
+    did it and passes its ``model_choice``; the Trainer records the choice for the summary."""
+    if cfg.model.family == AUTO or model_choice is None:
+        cfg, model_choice = auto_model.resolve(cfg, offline=offline)
+    custom = {CUSTOM_CONFIG_KEY: cfg.to_json(TRAINER_KEYS),
+              choice.CUSTOM_CONFIG_KEY: json.dumps(model_choice, sort_keys=True)}
     data_fingerprint = "" if offline else dataset_fingerprint(cfg)
     eval_split = evaluation_split(cfg, offline)
     settings = settings_fingerprint(cfg)

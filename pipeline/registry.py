@@ -81,6 +81,25 @@ FAMILIES: Dict[str, Family] = {family.name: family for family in (
 )}
 
 
+# ``model.family: auto`` (the default): the family, image size and colour mode are chosen from
+# a sample of the data before the pipeline is built (``pipeline/auto_model.py``). The rule:
+# colour images whose typical short side is at least ``AUTO_TRANSFER_MIN_SIDE`` px get
+# ``transfer`` with ``model.backbone`` (``DEFAULT_BACKBONE`` unless set) at its input size;
+# anything else (grey or tiny) gets ``AUTO_FALLBACK``, the small CNN, at the data's own size
+# (at most ``AUTO_MAX_CNN_SIZE`` px). A config never resolved against data (built in code, or
+# compiled where the data is not readable) trains ``AUTO_FALLBACK``.
+AUTO = "auto"
+AUTO_FALLBACK = "baseline_cnn"
+AUTO_TRANSFER_MIN_SIDE = 64
+AUTO_MAX_CNN_SIZE = 64
+DEFAULT_BACKBONE = "efficientnet_lite0"
+
+
+def family_of(name: str) -> Family:
+    """The ``Family`` of a ``model.family`` value (``auto`` not resolved: ``AUTO_FALLBACK``)."""
+    return FAMILIES[AUTO_FALLBACK if name == AUTO else name]
+
+
 @dataclass(frozen=True)
 class Backbone:
     """An ImageNet backbone for the ``transfer`` family (``model.backbone``).

@@ -58,6 +58,7 @@ class RunSummary(Record):
     model_uri: Optional[str] = None
     model_run_uri: Optional[str] = None
     training: Optional[Dict[str, Any]] = None
+    model_choice: Optional[Dict[str, Any]] = None
     report_uri: Optional[str] = None
     outcome: Optional[Outcome] = None
     report_path: Optional[str] = None
@@ -289,10 +290,11 @@ def summarise_artifacts(run: RunArtifacts) -> RunSummary:
     if run.model_uri:
         summary["model_uri"] = run.model_uri
     if run.model_run_uri:
-        from lensflow.components.trainer import resume
+        from lensflow.components.trainer import choice, resume
 
         summary["model_run_uri"] = run.model_run_uri
         summary["training"] = resume.read_record(run.model_run_uri)
+        summary["model_choice"] = choice.read(run.model_run_uri)
     if run.report_uri:
         summary["report_uri"] = run.report_uri
     return summary
@@ -339,6 +341,10 @@ def format_text(summary: Dict[str, Any]) -> str:
 
         lines.append(summary_line(summary["drift"]))
         lines += [f"  drifted: {line}" for line in summary["drift"]["drifted"][:10]]
+    if summary.get("model_choice"):
+        from lensflow.components.trainer.choice import describe
+
+        lines.append(f"model: {describe(summary['model_choice'])}")
     metrics = summary.get("metrics") or {}
     if metrics:
         shown = ", ".join(

@@ -22,7 +22,8 @@ LAYERS = [
     ("lensflow.components.pusher",),                          # serving layout, push records
     ("lensflow.components.image_example_gen", "lensflow.components.data_validation", "lensflow.components.trainer",
      "lensflow.components.evaluator", "lensflow.serving"),
-    ("lensflow.components.serving_check", "lensflow.pipeline.summary"),
+    ("lensflow.components.serving_check", "lensflow.pipeline.summary",
+     "lensflow.pipeline.auto_model"),                         # auto: data -> model choice
     ("lensflow.components.report",),
     ("lensflow.pipeline.pipeline",),                          # wiring
     ("lensflow.pipeline.runners",),

@@ -92,6 +92,7 @@ def test_a_step_that_fails_exits_failed_with_its_error(tmp_path):
 
     assert done.returncode == outcome.FAILED.code, (done.stdout[-3000:], done.stderr[-3000:])
     assert "Traceback" in done.stderr and "need at least two classes" in done.stderr
+    assert "model: baseline_cnn, 28 px grayscale; chosen from the data" in done.stdout
     summary = json.loads(out.read_text())
     assert summary["executions"]["ImageExampleGen"] == "FAILED"
     assert "StatisticsGen" not in summary["executions"]

@@ -22,6 +22,10 @@ def summary(data: Dict[str, Any]) -> str:
                         f"- verdict: {verdict}",
                         f"- pushed: `{_cell(data['pushed_model_dir'])}`"
                         if data.get("pushed_model_dir") else "- pushed: no"]
+    if run.get("model_choice"):
+        from lensflow.components.trainer.choice import describe
+
+        lines.append(f"- model: {_cell(describe(run['model_choice']))}")
     overall = run.get("metrics") or {}
     if overall:
         split = data.get("evaluation_split") or run.get("evaluation_split") or "?"

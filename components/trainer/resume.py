@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional
 import tensorflow as tf
 
 from lensflow.pipeline.config import LensflowConfig
-from lensflow.pipeline.registry import FAMILIES
+from lensflow.pipeline.registry import FAMILIES, family_of
 
 EPOCH_LINE = "lensflow: training epoch"
 PROGRESS_FILE = "progress.json"
@@ -31,7 +31,7 @@ _NOT_KEYED = (("home",), ("train", "resume"), ("train", "resume_dir"))
 
 def total_epochs(cfg: LensflowConfig) -> int:
     """Epochs of both phases (the second only for a family with an unfreeze step)."""
-    second = FAMILIES[cfg.model.family].unfreeze and cfg.train.fine_tune_epochs > 0
+    second = family_of(cfg.model.family).unfreeze and cfg.train.fine_tune_epochs > 0
     return cfg.train.epochs + (cfg.train.fine_tune_epochs if second else 0)
 
 

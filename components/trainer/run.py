@@ -8,10 +8,11 @@ from typing import Optional
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from lensflow.components.trainer import data, distribution, optim, resume, signatures
-from lensflow.components.trainer.models import FAMILIES, build_model
+from lensflow.components.trainer import choice, data, distribution, optim, resume, signatures
+from lensflow.components.trainer.models import build_model
 from lensflow.components.transform import augment, features
 from lensflow.pipeline.config import LensflowConfig, from_custom_config
+from lensflow.pipeline.registry import family_of
 
 HISTORY_FILE = "history.json"
 AUGMENTATION_FILE = "augmentation.json"
@@ -50,7 +51,7 @@ def train(model, cfg: LensflowConfig, train_data, eval_ds, log_dir: str,
     finished in an earlier attempt is not run again, its last weights are loaded (into the
     compiled model, so the backup's optimizer state lands in that phase's optimizer rather than
     in the next phase's fresh one)."""
-    unfreeze = FAMILIES[cfg.model.family].load_unfreeze()
+    unfreeze = family_of(cfg.model.family).load_unfreeze()
     total = resume.total_epochs(cfg)
     progress = progress or resume.Progress(None, total)
     top_k = min(cfg.evaluation.top_k, model.output_shape[-1])
@@ -135,6 +136,8 @@ def run_fn(fn_args) -> None:
         export(model, tf_transform_output, names, serving_model_dir, cfg.data.max_file_bytes)
     if chief:
         write_run_files(fn_args.model_run_dir, history, cfg, progress)
+        choice.write(fn_args.model_run_dir,
+                     choice.record_for_training(fn_args.custom_config, cfg))
     distribution.barrier(strategy)
     if chief:
         resume.discard(root)

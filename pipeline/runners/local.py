@@ -6,6 +6,7 @@ import os
 import re
 import sys
 import time
+from typing import Any, Dict, Optional
 
 from absl import logging as absl_logging
 from tfx import v1 as tfx
@@ -45,17 +46,21 @@ def metadata_config(cfg: LensflowConfig):
     return tfx.orchestration.metadata.sqlite_metadata_connection_config(cfg.metadata_path)
 
 
-def run(cfg: LensflowConfig, show_progress: bool = False, wait: bool = False) -> None:
+def run(cfg: LensflowConfig, show_progress: bool = False, wait: bool = False,
+        model_choice: Optional[Dict[str, Any]] = None) -> None:
     """Run (or resume: cached components are reused) the pipeline for ``cfg``, holding the
     home's lock (``lensflow.pipeline.home_lock``; re-entrant, so a caller may already hold it):
-    ``HomeBusy`` when another process runs in the same home, unless ``wait``."""
+    ``HomeBusy`` when another process runs in the same home, unless ``wait``.
+    ``model_choice``: the record of a ``model.family: auto`` the caller resolved."""
     with home_lock.hold(cfg.home_dir, wait=wait):
-        _run(cfg, show_progress)
+        _run(cfg, show_progress, model_choice)
 
 
-def _run(cfg: LensflowConfig, show_progress: bool) -> None:
+def _run(cfg: LensflowConfig, show_progress: bool,
+         model_choice: Optional[Dict[str, Any]] = None) -> None:
     os.makedirs(cfg.pipeline_root, exist_ok=True)
-    pipeline = create_pipeline(cfg, metadata_connection_config=metadata_config(cfg))
+    pipeline = create_pipeline(cfg, metadata_connection_config=metadata_config(cfg),
+                               model_choice=model_choice)
     progress = _ProgressFilter() if show_progress else None
     logger = logging.getLogger("absl")
     if progress is not None:

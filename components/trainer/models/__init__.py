@@ -13,14 +13,14 @@ from __future__ import annotations
 from lensflow.components.trainer import precision
 from lensflow.components.trainer.models import tta
 from lensflow.pipeline.config import LensflowConfig
-from lensflow.pipeline.registry import FAMILIES
+from lensflow.pipeline.registry import FAMILIES, family_of
 
 __all__ = ["FAMILIES", "build_model"]
 
 
 def build_model(cfg: LensflowConfig, input_shape, num_classes: int):
     """Build the configured family (``pipeline/registry.py``) for images of ``input_shape``."""
-    family = FAMILIES[cfg.model.family]
+    family = family_of(cfg.model.family)
     weights = cfg.model.weights if family.imagenet_weights else None
     with precision.policy(cfg.train.precision, family.name):
         model = family.load_builder()(input_shape, num_classes, weights=weights,

@@ -13,7 +13,7 @@ from lensflow.components.trainer.models import build_model
 from lensflow.pipeline.cli import main
 from lensflow.components.trainer import backbones
 from lensflow.pipeline.config import ConfigError, LensflowConfig, choices, load_config
-from lensflow.pipeline.registry import BACKBONES, FAMILIES, Family
+from lensflow.pipeline.registry import AUTO, BACKBONES, FAMILIES, Family
 
 
 def build_tiny(input_shape, num_classes, *, weights=None, options=None, cache_dir=None):
@@ -26,7 +26,7 @@ def build_tiny(input_shape, num_classes, *, weights=None, options=None, cache_di
 
 
 def test_config_and_cli_choices_are_the_registry():
-    assert choices("model.family") == tuple(FAMILIES)
+    assert choices("model.family") == (AUTO, *FAMILIES)  # auto: chosen from the data
     result = CliRunner().invoke(main, ["run", "--model", "no_such_family"])
     assert result.exit_code != 0 and "no_such_family" in result.output
     for family in FAMILIES:

@@ -1,0 +1,60 @@
+"""Which model was trained and why (``model_choice.json`` in the Trainer's model run).
+
+The record is made before the pipeline is built (``lensflow.pipeline.auto_model``: chosen from
+the data for ``model.family: auto``, or as configured) and handed to the Trainer in its
+``custom_config``; the Trainer writes it beside the training history so the run summary and the
+report can say what was trained and why, from the run's own artifacts.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Optional
+
+import tensorflow as tf
+
+from lensflow.pipeline.registry import family_of
+
+MODEL_CHOICE_FILE = "model_choice.json"
+CUSTOM_CONFIG_KEY = "model_choice"
+
+
+def record_for_training(custom_config: Optional[Dict[str, Any]], cfg) -> Dict[str, Any]:
+    """The record handed over in ``custom_config``, made true to the config the Trainer trains
+    (a Tuner's best hyperparameters may have changed the family); a configured record when none
+    was handed over (a Trainer run outside ``create_pipeline``)."""
+    family = family_of(cfg.model.family).name  # auto never resolved: the fallback it trains
+    raw = (custom_config or {}).get(CUSTOM_CONFIG_KEY)
+    record = json.loads(raw) if isinstance(raw, str) else dict(raw or {})
+    if not record:
+        record = {"source": "config", "reason": "model.family as configured"}
+    if record.get("family") not in (None, family):
+        record["reason"] = (f"the Tuner chose {family} (was {record['family']}: "
+                            f"{record.get('reason', '')})")
+        record["source"] = "tuner"
+    record.update(family=family, image_size=cfg.image.size, color_mode=cfg.image.color_mode,
+                  backbone=cfg.model.backbone if family == "transfer" else None)
+    return record
+
+
+def write(model_run_dir: str, record: Dict[str, Any]) -> None:
+    with tf.io.gfile.GFile(os.path.join(model_run_dir, MODEL_CHOICE_FILE), "w") as fh:
+        fh.write(json.dumps(record, sort_keys=True))
+
+
+def read(model_run_uri: str) -> Optional[Dict[str, Any]]:
+    """The record of a Trainer's model run, or None (runs before it was written have none)."""
+    path = os.path.join(model_run_uri, MODEL_CHOICE_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as fh:
+        return json.loads(fh.read())
+
+
+def describe(record: Dict[str, Any]) -> str:
+    """One line: what was trained and why."""
+    what = record["family"] + (f" ({record['backbone']})" if record.get("backbone") else "")
+    size = f"{record['image_size']} px {record['color_mode']}"
+    how = {"auto": "chosen from the data", "tuner": "chosen by the Tuner"}.get(
+        record.get("source"), "as configured")
+    return f"{what}, {size}; {how}: {record.get('reason', '')}".rstrip(": ")
