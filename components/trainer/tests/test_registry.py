@@ -75,3 +75,23 @@ def test_backbone_choices_everywhere_are_the_registry(tmp_path):
     for entry in entries:
         assert entry["licence"] == BACKBONES[entry["name"]].licence
         assert entry["weights_source"] == BACKBONES[entry["name"]].weights_source
+
+
+def test_readme_name_lists_are_the_registries():
+    """The user's document lists the same names the registries hold (families, presets, the
+    compare variants), so a registration that is not documented, or a stale name, fails here."""
+    import re
+
+    from lensflow.pipeline.compare.variants import VARIANTS
+    from lensflow.pipeline.config import REPO_ROOT
+    from lensflow.pipeline.registry import AUGMENT_PRESETS
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+
+    def listed(flag):
+        return tuple(re.search(rf"`{flag} ([a-z_0-9|]+)`", readme).group(1).split("|"))
+
+    assert listed("--model") == (AUTO, *FAMILIES)
+    assert listed("--augment") == tuple(AUGMENT_PRESETS)
+    variants = re.search(r"--variants ([a-z_,]+)", readme).group(1).split(",")
+    assert variants == list(VARIANTS)
