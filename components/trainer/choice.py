@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import tensorflow as tf
 
@@ -19,10 +19,13 @@ MODEL_CHOICE_FILE = "model_choice.json"
 CUSTOM_CONFIG_KEY = "model_choice"
 
 
-def record_for_training(custom_config: Optional[Dict[str, Any]], cfg) -> Dict[str, Any]:
+def record_for_training(custom_config: Optional[Dict[str, Any]], cfg,
+                        image_shape: Optional[Sequence[int]] = None) -> Dict[str, Any]:
     """The record handed over in ``custom_config``, made true to the config the Trainer trains
-    (a Tuner's best hyperparameters may have changed the family); a configured record when none
-    was handed over (a Trainer run outside ``create_pipeline``)."""
+    (a Tuner's best hyperparameters may have changed the family) and to the images it trains on
+    (``image_shape``, height-width-channels of Transform's output; the Trainer is not given the
+    ``image`` section, so without it the record reads the whole config's); a configured record
+    when none was handed over (a Trainer run outside ``create_pipeline``)."""
     family = family_of(cfg.model.family).name  # auto never resolved: the fallback it trains
     raw = (custom_config or {}).get(CUSTOM_CONFIG_KEY)
     record = json.loads(raw) if isinstance(raw, str) else dict(raw or {})
@@ -32,7 +35,11 @@ def record_for_training(custom_config: Optional[Dict[str, Any]], cfg) -> Dict[st
         record["reason"] = (f"the Tuner chose {family} (was {record['family']}: "
                             f"{record.get('reason', '')})")
         record["source"] = "tuner"
-    record.update(family=family, image_size=cfg.image.size, color_mode=cfg.image.color_mode,
+    if image_shape is not None:
+        size, color_mode = int(image_shape[0]), "rgb" if image_shape[-1] == 3 else "grayscale"
+    else:
+        size, color_mode = cfg.image.size, cfg.image.color_mode
+    record.update(family=family, image_size=size, color_mode=color_mode,
                   backbone=cfg.model.backbone if family == "transfer" else None)
     return record
 

@@ -137,7 +137,8 @@ def run_fn(fn_args) -> None:
     if chief:
         write_run_files(fn_args.model_run_dir, history, cfg, progress)
         choice.write(fn_args.model_run_dir,
-                     choice.record_for_training(fn_args.custom_config, cfg))
+                     choice.record_for_training(fn_args.custom_config, cfg,
+                                                data.image_shape(tf_transform_output)))
     distribution.barrier(strategy)
     if chief:
         resume.discard(root)
