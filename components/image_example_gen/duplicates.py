@@ -7,8 +7,9 @@ step; it is kept close to linear:
 * every decoded image gets a **64-bit pHash** (``imagehash.phash``: 32x32 grey, DCT, the 8x8
   lowest frequencies against their median, the standard perceptual hash that survives
   re-encoding and resizing; ``imagehash`` is the field's library, one small pure-Python package
-  over numpy/scipy/PyWavelets) and a **16x16 grey thumbnail**, both from the pixels ingestion
-  already decoded;
+  over numpy/scipy/PyWavelets; ``fingerprints`` runs its steps over a batch of images at once,
+  with the same values, tested against it) and a **16x16 grey thumbnail**, both from the pixels
+  ingestion already decoded;
 * candidates meet in buckets: the hash is cut into ``max_distance + 1`` bands, and two hashes
   within ``max_distance`` bits agree on at least one whole band (pigeonhole), so comparing within
   (band, value) buckets misses no pair; byte-identical files also meet under their sha256;
