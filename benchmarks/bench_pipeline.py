@@ -21,14 +21,15 @@ UPSTREAM_OF_TRAINER = ("ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "E
 TRAINER_ONWARD = ("Trainer", "LensflowEvaluator", "LensflowPusher")
 
 
-def _timed(cmd: List[str], log_path: str) -> float:
-    """Run ``cmd`` to completion, output to ``log_path``; wall seconds. Raises on failure."""
+def _timed(cmd: List[str], log_path: str, ok_codes=(0,)) -> float:
+    """Run ``cmd`` to completion, output to ``log_path``; wall seconds. Raises on an exit code
+    outside ``ok_codes``."""
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
     start = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
         result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
     wall = time.perf_counter() - start
-    if result.returncode != 0:
+    if result.returncode not in ok_codes:
         raise RuntimeError(f"{' '.join(cmd)} failed (exit {result.returncode}); see {log_path}")
     return wall
 
@@ -38,7 +39,8 @@ def lensflow_run(config_path: str, work: str, tag: str, *extra: str) -> Dict:
     summary_path = os.path.join(work, f"summary-{tag}.json")
     cmd = [os.path.join(os.path.dirname(sys.executable), "lensflow"), "run",
            "--config", config_path, "--summary-json", summary_path, *extra]
-    wall = _timed(cmd, os.path.join(work, f"lensflow-{tag}.log"))
+    # 3 is ``already_serving`` (pipeline.outcome): what an unchanged re-run ends with.
+    wall = _timed(cmd, os.path.join(work, f"lensflow-{tag}.log"), ok_codes=(0, 3))
     with open(summary_path, encoding="utf-8") as fh:
         summary = json.load(fh)
     return {"wall_seconds": wall, "summary": summary}

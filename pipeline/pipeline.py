@@ -58,13 +58,8 @@ def beam_pipeline_args(cfg: LensflowConfig, code_root: Optional[str] = None) -> 
     if beam.runner == "DirectRunner":
         args += [f"--direct_running_mode={beam.direct_running_mode}",
                  f"--direct_num_workers={beam.direct_num_workers}"]
-        # DirectRunner's workers import lensflow and TFX from this environment and stage
-        # nothing, but without a dependency flag TFX builds an sdist of itself before every
-        # Beam step (seconds each); lensflow's own setup.py, never read here, skips that build.
-        # An installed wheel has no setup.py: TFX then builds its sdist as it would anyway.
-        setup_file = posixpath.join(code_root or str(REPO_ROOT), "setup.py")
-        if not _names_dependencies(beam.extra_args) and (code_root or os.path.isfile(setup_file)):
-            args.append(f"--setup_file={setup_file}")
+        if not _names_dependencies(beam.extra_args):
+            args += _direct_dependency_args(code_root)
     if beam.runner == "PortableRunner":
         if not beam.job_endpoint:
             raise ValueError("beam.job_endpoint is required with PortableRunner")
@@ -76,6 +71,23 @@ def beam_pipeline_args(cfg: LensflowConfig, code_root: Optional[str] = None) -> 
     if beam.environment_config:
         args.append(f"--environment_config={beam.environment_config}")
     return args + list(beam.extra_args)
+
+
+def _direct_dependency_args(code_root: Optional[str]) -> List[str]:
+    """How DirectRunner's workers get lensflow: they import it (and TFX) from this environment
+    and install nothing, but without a dependency flag TFX builds an sdist of itself before
+    every Beam step, and with ``--setup_file`` Beam's stager runs ``setup.py sdist`` twice per
+    Beam pipeline (2-8 s each, measured: the largest fixed cost of a fresh run, docs/PERFORMANCE.md).
+    Locally the lock file is named instead with ``--requirements_cache=skip``: staged as a file,
+    nothing built or downloaded. Kubeflow's pods (``code_root``) keep ``setup.py``; an installed
+    wheel with neither file leaves TFX to build its sdist as it would anyway."""
+    if code_root:
+        return [f"--setup_file={posixpath.join(code_root, 'setup.py')}"]
+    lock = REPO_ROOT / "requirements.lock"
+    if lock.is_file():
+        return [f"--requirements_file={lock}", "--requirements_cache=skip"]
+    setup_file = REPO_ROOT / "setup.py"
+    return [f"--setup_file={setup_file}"] if setup_file.is_file() else []
 
 
 # Beam flags that tell TFX how its code reaches the workers (tfx.utils.dependency_utils).

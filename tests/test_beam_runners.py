@@ -175,3 +175,20 @@ def test_direct_runner_spares_tfx_building_itself_before_each_step():
     assert dependency_utils.make_beam_dependency_flags(args) == args
     own = load_config(None, {"beam.extra_args": ["--extra_package=/tmp/x.tar.gz"]})
     assert not [arg for arg in beam_pipeline_args(own) if arg.startswith("--setup_file")]
+
+
+def test_direct_runner_stages_no_package_build_locally():
+    """Beam's stager builds ``setup.py sdist`` twice per Beam pipeline when ``--setup_file`` is
+    given; locally the lock file is named instead and nothing is downloaded, and the staged
+    resources Beam computes contain no built package."""
+    import tempfile
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.portability.stager import Stager
+
+    args = beam_pipeline_args(load_config(None, {}))
+    assert not [arg for arg in args if arg.startswith("--setup_file")]
+    assert "--requirements_cache=skip" in args
+    resources = Stager.create_job_resources(PipelineOptions(args), tempfile.mkdtemp())
+    staged = [r.role_payload for r in resources]
+    assert not [p for p in staged if b"workflow.tar.gz" in p], staged

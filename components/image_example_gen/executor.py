@@ -12,10 +12,11 @@ digest of what was ingested, from which the training fingerprint is computed at 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Optional
 
 import apache_beam as beam
 import tensorflow as tf
@@ -29,6 +30,7 @@ from lensflow.components.image_example_gen import duplicates, report
 from lensflow.components.image_example_gen.decode import RejectedImage, load_image
 from lensflow.components.image_example_gen.scan import Candidate, ScanResult, scan_directory, scan_manifest
 from lensflow.components.pusher.fingerprint import DATA_FINGERPRINT
+from lensflow.components.transform import decode as serving_decode
 from lensflow.components.transform import features
 from lensflow.components.transform.decode import serving_refusal
 from lensflow.pipeline.config import LensflowConfig, from_custom_config
@@ -37,6 +39,7 @@ from lensflow.pipeline.disk_errors import disk_cause
 REJECTED_TAG = "rejected"
 NOT_SERVEABLE_TAG = "not_serveable"
 _WORK_DIR = ".ingestion"
+BATCH_MIN, BATCH_MAX = 16, 256   # files per decode batch (Beam adapts within these bounds)
 
 
 def size_bucket(height: int, width: int) -> str:
@@ -97,30 +100,65 @@ def assign_split(candidate_split, content_hash: str, buckets: Dict[str, int],
     return names[-1]
 
 
-class _Decode(beam.DoFn):
-    """Decode and validate one candidate; rejects go to a tagged output. Yields the file's
-    ``duplicates.Member`` (hashes from the decoded pixels) and its tf.Example; the split is
-    decided later, by duplicate group."""
+class _DecodeBatch(beam.DoFn):
+    """Decode and validate a batch of candidates; rejects go to a tagged output. Yields each
+    file's ``duplicates.Member`` (hashes from the decoded pixels) and its tf.Example; the split
+    is decided later, by duplicate group. Batches (``beam.BatchElements``) let the served
+    graph's header check and the perceptual hashes run once per batch instead of once per file:
+    one eager TensorFlow call per file cost more than Pillow's decode and validation."""
 
     def __init__(self, max_pixels: int, max_bytes: int):
         self._max_pixels = max_pixels
         self._max_bytes = max_bytes
 
-    def process(self, candidate: Candidate):
-        try:
-            image = load_image(candidate.path, max_pixels=self._max_pixels,
-                               max_bytes=self._max_bytes)
-        except RejectedImage as err:
-            yield beam.pvalue.TaggedOutput(REJECTED_TAG, _reject_line(candidate.rel_path, str(err)))
-            return
-        refusal = serving_refusal(image.original_bytes, self._max_pixels)
-        if refusal:
-            yield beam.pvalue.TaggedOutput(NOT_SERVEABLE_TAG, json.dumps(
-                {"path": candidate.rel_path, "reason": refusal}, ensure_ascii=False))
-        phash, thumb = duplicates.fingerprint(image.pixels)
-        member = duplicates.Member(candidate.rel_path, candidate.label, candidate.split,
-                                   image.sha256, phash, thumb)
-        yield member, to_example(candidate, image)
+    def process(self, candidates: List[Candidate]):
+        loaded = []
+        for candidate in candidates:
+            try:
+                loaded.append((candidate, load_image(candidate.path, max_pixels=self._max_pixels,
+                                                     max_bytes=self._max_bytes)))
+            except RejectedImage as err:
+                yield beam.pvalue.TaggedOutput(REJECTED_TAG,
+                                               _reject_line(candidate.rel_path, str(err)))
+        refusals = serving_refusals([image.original_bytes for _, image in loaded],
+                                    self._max_pixels)
+        hashes = duplicates.fingerprints([image.pixels for _, image in loaded])
+        for (candidate, image), refusal, (phash, thumb) in zip(loaded, refusals, hashes):
+            if refusal:
+                yield beam.pvalue.TaggedOutput(NOT_SERVEABLE_TAG, json.dumps(
+                    {"path": candidate.rel_path, "reason": refusal}, ensure_ascii=False))
+            member = duplicates.Member(candidate.rel_path, candidate.label, candidate.split,
+                                       image.sha256, phash, thumb)
+            yield member, to_example(candidate, image)
+
+
+@functools.lru_cache(maxsize=4)
+def _batch_check(max_pixels: int):
+    """The served graph's header check over a batch [B] of file bytes -> format ids [B]; JPEGs
+    also pass the JPEG check (``serving_decode.check`` on each). Raises as ``check`` does
+    when any file would be refused."""
+    def formats(images):
+        fmt = serving_decode.inspect(images, max_pixels)[0]
+        jpegs = tf.boolean_mask(images, tf.equal(fmt, serving_decode.JPEG))
+        checked = tf.map_fn(lambda data: serving_decode.check(data, max_pixels), jpegs,
+                            fn_output_signature=fmt.dtype)
+        with tf.control_dependencies([checked]):
+            return tf.identity(fmt)
+
+    return tf.function(formats, input_signature=[tf.TensorSpec([None], tf.string)],
+                       autograph=False)
+
+
+def serving_refusals(files: List[bytes], max_pixels: int) -> List[Optional[str]]:
+    """``serving_refusal`` of each file, in one TensorFlow call when the whole batch passes (the
+    common case); a batch holding a refused file is asked file by file, for each reason."""
+    if not files:
+        return []
+    try:
+        _batch_check(max_pixels)(tf.constant(files, dtype=tf.string))
+    except tf.errors.OpError:
+        return [serving_refusal(data, max_pixels) for data in files]
+    return [None] * len(files)
 
 
 def _reject_line(path: str, reason: str) -> str:
@@ -219,7 +257,8 @@ class Executor(BaseExampleGenExecutor):
         decoded = (
             pipeline
             | "Candidates" >> beam.Create(mixed_order(result.candidates), reshuffle=True)
-            | "Decode" >> beam.ParDo(_Decode(cfg.data.max_image_pixels, cfg.data.max_file_bytes)
+            | "Batch" >> beam.BatchElements(min_batch_size=BATCH_MIN, max_batch_size=BATCH_MAX)
+            | "Decode" >> beam.ParDo(_DecodeBatch(cfg.data.max_image_pixels, cfg.data.max_file_bytes)
                                      ).with_outputs(REJECTED_TAG, NOT_SERVEABLE_TAG, main="ok"))
         settings = duplicates.Settings.from_config(cfg.data)
         resolution = (decoded.ok

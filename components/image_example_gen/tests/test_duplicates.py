@@ -251,3 +251,25 @@ def test_presplit_copies_keep_to_train_and_the_test_copy_is_dropped(tmp_path):
                for w in summary["warnings"])
     assert written[f"train/sneaker/{leaked.name}"][0] in ("train", "eval")
     assert summary["found"] == summary["ingested"] + 1 == 33
+
+
+def test_batched_fingerprints_are_imagehash_phash_and_the_same_thumbnails():
+    """``fingerprints`` (one DCT over the stacked batch) gives each image the 64-bit hash
+    ``imagehash.phash`` gives it alone, and ``fingerprint``'s thumbnail; grey, RGB, flat and
+    odd-sized images mixed in one batch."""
+    import imagehash
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    images = [load_image(str(p)).pixels for p in sorted(SAMPLE_DATA.glob("*/*.png"))[:40]]
+    images += [rng.integers(0, 256, (37, 61, 3), dtype=np.uint8), np.zeros((5, 5), np.uint8),
+               np.full((64, 48, 3), 200, np.uint8)]
+    batch = duplicates.fingerprints(images)
+    assert len(batch) == len(images)
+    for pixels, (phash, thumb) in zip(images, batch):
+        grey = Image.fromarray(pixels).convert("L")
+        bits = imagehash.phash(grey).hash.flatten()
+        assert phash == int.from_bytes(np.packbits(bits).tobytes(), "big")
+        assert (phash, thumb) == duplicates.fingerprint(pixels)
+        assert thumb == np.asarray(grey.resize((16, 16), Image.LANCZOS)).tobytes()
+    assert duplicates.fingerprints([]) == []

@@ -177,3 +177,22 @@ def test_data_fingerprint_follows_content_and_labels_not_file_times(tmp_path):
     assert fingerprint("o2") == first
     os.rename(data / "dark" / "0.png", data / "light" / "relabelled.png")
     assert fingerprint("o3") != first
+
+
+def test_batched_serving_check_gives_each_file_its_own_answer():
+    """One TensorFlow call per batch (``serving_refusals``) answers exactly as the served
+    graph's check file by file: a batch of serveable files, and one mixing in refused files
+    (bomb header, WebP, TIFF), whose reasons stay attached to their own files."""
+    from lensflow.components.image_example_gen.executor import serving_refusals
+    from lensflow.components.transform.decode import serving_refusal
+    from lensflow.components.transform.tests import corpus
+
+    good = list(corpus.corpus().values())
+    mixed = good[:3] + [corpus.bomb_png()] + good[3:5] + list(corpus.not_serveable().values())
+    limit = LensflowConfig().data.max_image_pixels
+    for files in (good, mixed):
+        expected = [serving_refusal(data, limit) for data in files]
+        assert serving_refusals(files, limit) == expected
+    assert all(reason is None for reason in serving_refusals(good, limit))
+    assert sum(reason is not None for reason in serving_refusals(mixed, limit)) == 3
+    assert serving_refusals([], limit) == []
