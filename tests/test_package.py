@@ -24,7 +24,7 @@ def _tracked_python_files():
 
 
 def bare_imports(paths):
-    """``path:line import`` for every import of a folder by its bare name (``lensflow.pipeline.config``)."""
+    """``path:line import`` for every import of a folder by its bare name (``pipeline.config``)."""
     found = []
     for path in paths:
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
