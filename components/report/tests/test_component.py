@@ -28,9 +28,10 @@ KFP_LAYOUT = {"examples": ("ImageExampleGen", "examples"), "model": ("Trainer", 
 
 @pytest.fixture(scope="module")
 def local_outputs(e2e):
-    """The RunReport outputs of the end-to-end run, as recorded in ML Metadata."""
+    """The RunReport outputs of the end-to-end run, as recorded in ML Metadata (that run's, not
+    the newest: other tests re-run on the shared home)."""
     store = run_summary.open_store(e2e.config.metadata_path)
-    artifacts = run_summary.run_artifacts(store)["artifacts"]
+    artifacts = run_summary.run_artifacts(store, e2e.summary["run_id"])["artifacts"]
     types = {t.id: t.name for t in store.get_artifact_types()}
     return {key: (artifacts[("RunReport", key)], types[artifacts[("RunReport", key)].type_id])
             for key in ("report", "summary", "metrics")}
