@@ -1,7 +1,7 @@
 """Memory at 224-px RGB: peak RSS per pipeline stage and artifact sizes at several dataset sizes.
 
-``python benchmarks/bench_memory.py --sizes 2000 10000 --out /tmp/lensflow-mem`` (or
-``make bench-memory ARGS="--sizes 2000 10000"``). For each size it generates a 224-px RGB JPEG
+``make bench ARGS="memory --sizes 2000 10000 --out /tmp/lensflow-mem"`` (or
+``python benchmarks/bench_memory.py ...``). For each size it generates a 224-px RGB JPEG
 tree from real photographs (scikit-image's bundled photos, one class per photo: random crops,
 flips and colour jitter), runs ``lensflow run --image-size 224 --color-mode rgb --epochs 1`` in a
 fresh home as a child process, samples the resident memory of that process and all its
@@ -198,6 +198,7 @@ def main(argv=None) -> None:
     extra = [a for kv in args.sets for a in ("--set", kv)]
     results = []
     for count in args.sizes:
+        print(f"{count} images ...", flush=True)
         data = os.path.join(args.out, f"images-{count}")
         if not os.path.isdir(data):
             generate(data, count)
