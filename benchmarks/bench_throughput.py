@@ -98,9 +98,9 @@ def trainer_input(pipeline_root: str, cfg: LensflowConfig, steps: int, repeats: 
     examples = _newest(os.path.join(pipeline_root, "Transform", "transformed_examples"))
     output = tft.TFTransformOutput(transform)
     pattern = [os.path.join(examples, "Split-train", "*")]
-    shape = trainer_data.image_shape(cfg)
     classes = len(output.vocabulary_by_name(features.LABEL_VOCAB_NAME))
     stats = trainer_data.split_statistics(pattern, _data_accessor(), output, cfg)
+    shape = stats.shape
     pipeline_ds = trainer_data.train_dataset(pattern, _data_accessor(), output, cfg,
                                              stats).repeat()
     mean, std = (stats.mean, stats.std) if cfg.effective_normalize else (None, None)

@@ -65,17 +65,17 @@ def fits_cache(examples: int, shape, budget_mb: int) -> bool:
     return examples * stored_bytes(shape) <= budget_mb * 2 ** 20
 
 
-def _source(file_pattern, data_accessor, tf_transform_output, cfg, examples: int):
+def _source(file_pattern, data_accessor, tf_transform_output, cfg, examples: int, shape):
     """The split's stored examples, cached in RAM only within the budget."""
     dataset = labelled_images(file_pattern, data_accessor, tf_transform_output)
-    if fits_cache(examples, preprocessing.image_shape(cfg), cfg.train.cache_budget_mb):
+    if fits_cache(examples, shape, cfg.train.cache_budget_mb):
         return dataset.cache()
     return dataset
 
 
 def _to_batches(dataset, cfg, stats: scaling.PixelStats) -> tf.data.Dataset:
     """Stored pairs -> batches of scaled float images (the network's input) and labels."""
-    shape = preprocessing.image_shape(cfg)
+    shape = stats.shape
     mean, std = (stats.mean, stats.std) if cfg.effective_normalize else (None, None)
     dataset = dataset.map(lambda s, y: (preprocessing.decode_pixel(s, shape), y),
                           num_parallel_calls=tf.data.AUTOTUNE)
@@ -87,8 +87,8 @@ def train_dataset(file_pattern, data_accessor, tf_transform_output, cfg,
                   stats: scaling.PixelStats) -> tf.data.Dataset:
     """Cached within the budget, reshuffled each epoch, batched, scaled, then augmented on the
     fly (training only)."""
-    shape = preprocessing.image_shape(cfg)
-    dataset = _source(file_pattern, data_accessor, tf_transform_output, cfg, stats.count)
+    shape = stats.shape
+    dataset = _source(file_pattern, data_accessor, tf_transform_output, cfg, stats.count, shape)
     dataset = dataset.shuffle(shuffle_buffer(shape, cfg.train.shuffle_buffer_mb),
                               seed=cfg.train.seed, reshuffle_each_iteration=True)
     dataset = augment.augment_dataset(_to_batches(dataset, cfg, stats), cfg.augment, shape)
@@ -105,8 +105,8 @@ def epoch_stream(file_pattern, data_accessor, tf_transform_output, cfg, steps_pe
     of the stream, so a run resumed at epoch ``e`` in a new process gets the batches an
     uninterrupted run gets. Augmentation follows (training only); its random draws are not
     keyed to the epoch."""
-    shape = preprocessing.image_shape(cfg)
-    source = _source(file_pattern, data_accessor, tf_transform_output, cfg, stats.count)
+    shape = stats.shape
+    source = _source(file_pattern, data_accessor, tf_transform_output, cfg, stats.count, shape)
     buffer = shuffle_buffer(shape, cfg.train.shuffle_buffer_mb)
     first_pass, offset = divmod(first_epoch * steps_per_epoch, batches_per_pass)
 
@@ -124,7 +124,7 @@ def eval_dataset(file_pattern, data_accessor, tf_transform_output, cfg,
                  stats: scaling.PixelStats, examples: int) -> tf.data.Dataset:
     """Deterministic batches: no shuffling, no augmentation; scaled with the training ``stats``;
     cached within the budget (``examples`` in the split)."""
-    dataset = _source(file_pattern, data_accessor, tf_transform_output, cfg, examples)
+    dataset = _source(file_pattern, data_accessor, tf_transform_output, cfg, examples, stats.shape)
     return shard_by_data(_to_batches(dataset, cfg, stats).prefetch(tf.data.AUTOTUNE))
 
 
@@ -144,15 +144,25 @@ def pixel_sums(images: tf.data.Dataset, channels: int) -> Tuple[int, np.ndarray,
     return int(count), total.numpy(), squares.numpy()
 
 
+def stored_shape(file_pattern, data_accessor, tf_transform_output) -> Tuple[int, int, int]:
+    """(H, W, C) of the stored images, read from the split's first example (what Transform
+    wrote, whatever the Trainer's config says)."""
+    for serialized, _ in labelled_images(file_pattern, data_accessor, tf_transform_output).take(1):
+        return tuple(int(d) for d in tf.io.parse_tensor(serialized, tf.uint8).shape)
+    raise ValueError(f"no examples in {file_pattern}")
+
+
 def split_statistics(file_pattern, data_accessor, tf_transform_output, cfg) -> scaling.PixelStats:
-    """Examples behind ``file_pattern`` and their per-channel pixel mean / std, in one streaming
-    read (sizes the learning-rate schedule and the cache decision; normalises the model input)."""
-    shape = preprocessing.image_shape(cfg)
+    """Examples behind ``file_pattern``, their per-channel pixel mean / std and the stored
+    shape, in one streaming read (sizes the learning-rate schedule and the cache decision;
+    normalises the model input)."""
+    del cfg  # the statistics are of the data, whatever the settings
+    shape = stored_shape(file_pattern, data_accessor, tf_transform_output)
     images = labelled_images(file_pattern, data_accessor, tf_transform_output).map(
         lambda s, _: preprocessing.decode_pixel(s, shape),
         num_parallel_calls=tf.data.AUTOTUNE).batch(_READ_BATCH)
     count, total, squares = pixel_sums(images, shape[-1])
-    return scaling.PixelStats.from_sums(count, count * shape[0] * shape[1], total, squares)
+    return scaling.PixelStats.from_sums(count, count * shape[0] * shape[1], total, squares, shape)
 
 
 def count_examples(file_pattern, data_accessor, tf_transform_output) -> int:
@@ -164,8 +174,3 @@ def count_examples(file_pattern, data_accessor, tf_transform_output) -> int:
         tf_transform_output.transformed_metadata.schema)
     return int(dataset.reduce(tf.constant(0, tf.int64),
                               lambda count, batch: count + tf.shape(batch[1], out_type=tf.int64)[0]))
-
-
-def image_shape(cfg):
-    """(H, W, C) of the model input for a config."""
-    return preprocessing.image_shape(cfg)

@@ -131,7 +131,7 @@ def run_fn(fn_args) -> None:
         eval_ds = optim.one_hot_labels(eval_ds, len(names))
     root = resume.backup_dir(fn_args, cfg) if cfg.train.resume else None
     with strategy.scope():
-        network = build_model(cfg, data.image_shape(cfg), len(names))
+        network = build_model(cfg, stats.shape, len(names))
         progress = resume.Progress(root, resume.total_epochs(cfg), writer=chief)
         history = train(network, cfg, train_data, eval_ds, fn_args.model_run_dir,
                         batches_per_pass, progress)

@@ -13,7 +13,7 @@ trained on its output; the exported model is ``with_scaling(network, ...)``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -24,21 +24,24 @@ _EPS = 1e-6
 
 @dataclass(frozen=True)
 class PixelStats:
-    """Examples in a split and the per-channel mean / std of its pixels scaled to [0, 1]."""
+    """Examples in a split, the per-channel mean / std of its pixels scaled to [0, 1], and the
+    stored image shape (H, W, C)."""
 
     count: int
     mean: Sequence[float]
     std: Sequence[float]
+    shape: Optional[Tuple[int, int, int]] = None
 
     @classmethod
-    def from_sums(cls, count: int, pixels: int, total, squares) -> "PixelStats":
+    def from_sums(cls, count: int, pixels: int, total, squares,
+                  shape: Optional[Tuple[int, int, int]] = None) -> "PixelStats":
         """From the sums of x and x^2 (x in [0, 1]) over ``pixels`` pixels per channel; the std
         is Transform's former formula, sqrt(max(E[x^2] - E[x]^2, 0) + 1e-6)."""
         total, squares = np.asarray(total, np.float64), np.asarray(squares, np.float64)
         n = max(1, pixels)
         mean = total / n
         std = np.sqrt(np.maximum(squares / n - mean ** 2, 0.0) + _EPS)
-        return cls(int(count), [float(m) for m in mean], [float(s) for s in std])
+        return cls(int(count), [float(m) for m in mean], [float(s) for s in std], shape)
 
 
 def scale(images: tf.Tensor, mean: Optional[Sequence[float]] = None,

@@ -48,7 +48,7 @@ class LensflowHyperModel(kt.HyperModel):
 
     def build(self, hp):
         cfg = trial_config(self.cfg, hp)
-        model = build_model(cfg, data.image_shape(cfg), self.num_classes)
+        model = build_model(cfg, self.stats.shape, self.num_classes)
         compile_model(model, cfg.train.learning_rate, min(cfg.evaluation.top_k, self.num_classes))
         return model
 

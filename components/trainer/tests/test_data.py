@@ -111,6 +111,6 @@ def test_split_statistics_are_the_pixel_mean_and_std_of_the_split(tmp_path):
     output = _transform_output(str(tmp_path / "transform"))
     stats = data.split_statistics(pattern, _accessor(), output, _cfg(0))
     values = np.repeat(np.arange(CLASSES) * 60 + 10, PER_CLASS) / 255.0
-    assert stats.count == CLASSES * PER_CLASS
+    assert stats.count == CLASSES * PER_CLASS and stats.shape == SHAPE
     np.testing.assert_allclose(stats.mean, [values.mean()] * 3, rtol=1e-9)
     np.testing.assert_allclose(stats.std, [np.sqrt(values.var() + 1e-6)] * 3, rtol=1e-9)
