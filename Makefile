@@ -33,9 +33,10 @@ TEST_WORKERS ?= 2
 test: venv system-deps
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
-# The unit layer only (no pipeline runs, no browser): a few minutes.
+# The unit layer only (no pipeline runs, no browser): a few minutes. No test here shares a
+# pipeline home, so tests spread over the workers one by one, not file by file.
 test-fast: venv
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not e2e and not slow and not browser" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist load -m "not e2e and not slow and not browser" $(PYTEST_ARGS)
 
 # Speed figures of docs/PERFORMANCE.md (minutes to hours; not part of the tests).
 bench: venv

@@ -46,6 +46,7 @@ def stored(row, shape) -> np.ndarray:
     return preprocessing.decode_pixels(tf.constant([row[features.IMAGE_XF]]), shape).numpy()[0]
 
 
+@pytest.mark.slow  # a tf.Transform Beam pipeline of its own
 def test_constant_images_are_stored_as_exact_uint8_and_labels_keep_names():
     black, white = png(np.zeros((8, 8))), png(np.full((8, 8), 255))
     rows = [{features.IMAGE_KEY: [black], features.LABEL_KEY: [b"boot"]},
@@ -65,6 +66,7 @@ def test_constant_images_are_stored_as_exact_uint8_and_labels_keep_names():
         assert vocab[int(row[features.LABEL_XF])] == name
 
 
+@pytest.mark.slow  # a Transform pipeline on 224-px RGB images
 def test_a_224_px_rgb_image_is_stored_in_at_most_1_2_times_its_uint8_pixels():
     rng = np.random.default_rng(3)
     photo = png(rng.integers(0, 256, (300, 260, 3)))
@@ -103,6 +105,7 @@ def test_serving_graph_gives_the_same_output_as_training_for_the_same_image():
         assert row[features.IMAGE_XF] == got  # the same stored bytes, so the same pixels
 
 
+@pytest.mark.slow  # a tf.Transform Beam pipeline of its own
 def test_rgb_mode_converts_grey_and_jpeg_decodes():
     grey = png(np.full((8, 8), 200))
     buf = io.BytesIO()
