@@ -41,5 +41,11 @@ class Record(BaseModel):
     def keys(self) -> Iterator[str]:
         return iter(name for name in type(self).model_fields if name in self.model_fields_set)
 
+    def __eq__(self, other: object) -> bool:
+        """Equal to a record of the same fields, or to a dict of its set fields (its old form)."""
+        if isinstance(other, dict):
+            return self.model_dump(exclude_unset=True) == other
+        return super().__eq__(other)
+
     def to_dict(self) -> Dict[str, Any]:
         return self.model_dump(mode="json", exclude_unset=True)

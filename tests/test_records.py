@@ -24,6 +24,8 @@ def test_readers_index_it_like_the_dict_it_was_and_typos_are_errors():
     summary = RunSummary(run_id="r1", found=3, outcome={"name": "pushed", "exit_code": 0})
     assert summary["found"] == 3 and summary.outcome.exit_code == 0
     assert summary["outcome"]["name"] == "pushed"
+    assert summary.outcome == {"name": "pushed", "exit_code": 0, "reasons": []}
+    assert summary.outcome != {"name": "pushed", "exit_code": 3, "reasons": []}
     assert "found" in summary and "blessed" not in summary
     assert summary.get("blessed") is None and summary.get("warnings", ["x"]) == ["x"]
     with pytest.raises(KeyError):
