@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterator
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 
 class Record(BaseModel):
@@ -42,9 +42,13 @@ class Record(BaseModel):
         return iter(name for name in type(self).model_fields if name in self.model_fields_set)
 
     def __eq__(self, other: object) -> bool:
-        """Equal to a record of the same fields, or to a dict of its set fields (its old form)."""
+        """Equal to a record of the same values, or to a dict that validates to one (the form
+        readers compared against before the record was typed)."""
         if isinstance(other, dict):
-            return self.model_dump(exclude_unset=True) == other
+            try:
+                other = type(self).model_validate(other)
+            except ValidationError:
+                return False
         return super().__eq__(other)
 
     def to_dict(self) -> Dict[str, Any]:
