@@ -154,6 +154,7 @@ def _finish(cfg, summary_json, run_summary, before=(), error=None):
     """Summarise the run just made, keep its report (the one RunReport wrote, or written now
     when that step did not run in this run), and print both; the summary, or None when this
     run recorded nothing."""
+    from lensflow.components.report import reuse
     from lensflow.components.report.render import write_report
 
     new = [run_id for run_id in _known_runs(cfg.metadata_path, run_summary) if run_id not in before]
@@ -168,11 +169,15 @@ def _finish(cfg, summary_json, run_summary, before=(), error=None):
     report_path = os.path.join(cfg.home_dir, "reports", f"{_safe(result['run_id'])}.html")
     os.makedirs(os.path.dirname(report_path), exist_ok=True)
     try:
-        if result.get("report_uri") and result["executions"].get("RunReport") == "COMPLETE":
+        ran = result["executions"].get("RunReport")
+        if result.get("report_uri") and ran == "COMPLETE":
             shutil.copyfile(result["report_uri"], report_path)  # this run's RunReport wrote it
             result["report_path"] = report_path
-        else:
-            result["report_path"] = write_report(cfg.metadata_path, result["run_id"], report_path)
+        else:  # a cached RunReport kept the sections its artifacts give: this run's are the same
+            kept = reuse.path_beside(result["report_uri"]) if result.get("report_uri") and \
+                ran == "CACHED" else None
+            result["report_path"] = write_report(cfg.metadata_path, result["run_id"], report_path,
+                                                 kept_sections=kept)
     except Exception as err:  # noqa: BLE001 - a report failure must not hide the run's outcome
         click.echo(f"report not written: {err}", err=True)
     click.echo("\n" + run_summary.format_text(result))

@@ -15,7 +15,10 @@ import posixpath
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from tfx import v1 as tfx
+from tfx.components import ExampleValidator, StatisticsGen, Trainer, Transform, Tuner
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
+from tfx.orchestration.pipeline import Pipeline
+from tfx.proto import pusher_pb2, trainer_pb2, transform_pb2
 
 from lensflow.components.data_validation.drift import DriftCheck
 from lensflow.components.data_validation.gate import DataGate
@@ -193,7 +196,7 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
                     data_root: Optional[str] = None,
                     schema_file: Optional[str] = None, offline: bool = False,
                     code_root: Optional[str] = None,
-                    model_choice: Optional[Dict[str, Any]] = None) -> tfx.dsl.Pipeline:
+                    model_choice: Optional[Dict[str, Any]] = None) -> Pipeline:
     """Build the TFX pipeline for ``cfg``; runners supply metadata, roots and, for a container
     image, where the curated schema and the code (``code_root``) live in it. ``offline``: the data and the serving
     directory are not read while building (Kubeflow compiles where its pods' paths and buckets
@@ -212,10 +215,10 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
         input_base=data_root or input_base(cfg),
         custom_config={CUSTOM_CONFIG_KEY: cfg.to_json(["data"]),
                        "dataset_fingerprint": data_fingerprint})
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file or str(CURATED_SCHEMA))
-    statistics_gen = tfx.components.StatisticsGen(
+    schema_gen = ImportSchemaGen(schema_file=schema_file or str(CURATED_SCHEMA))
+    statistics_gen = StatisticsGen(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"])
-    example_validator = tfx.components.ExampleValidator(
+    example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     serving = serving_dir or cfg.serving_dir
     serving_state = "none" if offline else (baseline_version(
@@ -228,11 +231,11 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
                     schema=schema_gen.outputs["schema"],
                     anomalies=example_validator.outputs["anomalies"],
                     drift=drift_check.outputs["drift"] if cfg.drift.policy == "gate" else None)
-    transform = tfx.components.Transform(
+    transform = Transform(
         examples=example_gen.outputs["examples"],
         schema=gate.outputs["validated_schema"],
         preprocessing_fn=PREPROCESSING_FN,
-        splits_config=tfx.proto.SplitsConfig(
+        splits_config=transform_pb2.SplitsConfig(
             analyze=["train"], transform=sorted({"train", "eval", eval_split})),
         custom_config={CUSTOM_CONFIG_KEY: transform_config(cfg)})
     components = [example_gen, schema_gen, statistics_gen, example_validator, drift_check, gate,
@@ -240,24 +243,24 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
 
     hyperparameters = None
     if cfg.tuner.enabled:
-        tuner = tfx.components.Tuner(
+        tuner = Tuner(
             tuner_fn=TUNER_FN,
             examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs["transform_graph"],
-            train_args=tfx.proto.TrainArgs(splits=["train"]),
-            eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+            train_args=trainer_pb2.TrainArgs(splits=["train"]),
+            eval_args=trainer_pb2.EvalArgs(splits=["eval"]),
             custom_config=custom)
         hyperparameters = tuner.outputs["best_hyperparameters"]
         components.append(tuner)
 
-    trainer = tfx.components.Trainer(
+    trainer = Trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=gate.outputs["validated_schema"],
         hyperparameters=hyperparameters,
-        train_args=tfx.proto.TrainArgs(splits=["train"]),
-        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        train_args=trainer_pb2.TrainArgs(splits=["train"]),
+        eval_args=trainer_pb2.EvalArgs(splits=["eval"]),
         custom_config=custom)
     baseline = ServingBaseline(
         examples=example_gen.outputs["examples"], serving_dir=serving,
@@ -283,8 +286,8 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         infra_blessing=serving_check.outputs["infra_blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(
+        push_destination=pusher_pb2.PushDestination(
+            filesystem=pusher_pb2.PushDestination.Filesystem(
                 base_directory=os.path.join(serving, cfg.push.model_name))),
         custom_config={"keep_versions": cfg.push.keep_versions, "model_name": cfg.push.model_name,
                        "serving_dir": serving, "settings_fingerprint": settings,
@@ -296,7 +299,7 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
         drift=drift_check.outputs["drift"], evaluation_split=eval_split)
     components += [trainer, baseline, evaluator, serving_check, pusher, report]
 
-    return tfx.dsl.Pipeline(
+    return Pipeline(
         pipeline_name=cfg.pipeline_name,
         pipeline_root=pipeline_root or cfg.pipeline_root,
         components=components,

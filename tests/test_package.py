@@ -76,6 +76,22 @@ def test_importing_every_module_loads_each_file_once():
     assert len(loaded["files"]) == len(set(loaded["files"])) >= len(names)
 
 
+def test_the_local_run_path_imports_no_unused_tfx_extensions():
+    """``lensflow run``'s modules (the CLI, the local runner and every component it wires) load
+    no ``tfx.v1`` (which imports the Google Cloud AI Platform extensions, ~10 s) and no
+    jsonschema IRI grammar (~3 s): a fixed cost of every run and every cached re-run."""
+    script = (
+        "import json, sys\n"
+        "import lensflow.pipeline.cli, lensflow.pipeline.runners.local\n"
+        "print(json.dumps(sorted(n for n in sys.modules if n == 'tfx.v1' or\n"
+        "    n.startswith(('google.cloud.aiplatform', 'rfc3987_syntax')))))\n")
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", script], cwd="/", env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
 @pytest.mark.slow
 def test_the_wheel_runs_a_pipeline_outside_the_checkout(tmp_path):
     """Build the wheel, install it in a new venv and run ``lensflow run`` from another folder.

@@ -21,8 +21,9 @@ from typing import Any, Dict, List, Optional
 
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
-from tfx import v1 as tfx
-from tfx.types import artifact_utils
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import io_utils
 
 from lensflow.components.pusher import training_statistics, versions
@@ -134,15 +135,15 @@ def summary_line(result: Dict[str, Any]) -> str:
     return line
 
 
-@tfx.dsl.components.component
-def DriftCheck(examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
-               statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
-               serving_dir: tfx.dsl.components.Parameter[str],
-               model_name: tfx.dsl.components.Parameter[str],
-               settings_fingerprint: tfx.dsl.components.Parameter[str],
-               serving_state: tfx.dsl.components.Parameter[str],
-               drift_config: tfx.dsl.components.Parameter[str],
-               drift: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.ExampleAnomalies]):
+@component
+def DriftCheck(examples: InputArtifact[standard_artifacts.Examples],
+               statistics: InputArtifact[standard_artifacts.ExampleStatistics],
+               serving_dir: Parameter[str],
+               model_name: Parameter[str],
+               settings_fingerprint: Parameter[str],
+               serving_state: Parameter[str],
+               drift_config: Parameter[str],
+               drift: OutputArtifact[standard_artifacts.ExampleAnomalies]):
     """Compare the ``train`` statistics with the serving version's; write ``drift.json`` and
     TFDV's anomalies. ``serving_state`` is a cache key only; ``drift_config`` is the config's
     ``drift`` section as JSON."""

@@ -14,8 +14,9 @@ from typing import Dict, List
 
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
-from tfx import v1 as tfx
-from tfx.types import artifact_utils
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import io_utils
 
 from lensflow.components.data_validation import drift as drift_check
@@ -108,13 +109,13 @@ def read_schema(schema_artifact) -> schema_pb2.Schema:
     return tfdv.load_schema_text(os.path.join(schema_artifact.uri, SCHEMA_FILE))
 
 
-@tfx.dsl.components.component
-def DataGate(statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
-             schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
-             anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
-             validated_schema: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Schema],
-             drift: tfx.dsl.components.InputArtifact[
-                 tfx.types.standard_artifacts.ExampleAnomalies] = None):
+@component
+def DataGate(statistics: InputArtifact[standard_artifacts.ExampleStatistics],
+             schema: InputArtifact[standard_artifacts.Schema],
+             anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
+             validated_schema: OutputArtifact[standard_artifacts.Schema],
+             drift: InputArtifact[
+                 standard_artifacts.ExampleAnomalies] = None):
     """Raise DataGateError listing every reason to stop; otherwise pass the schema on, with
     the label domain of the training split. ``drift`` (the drift check's verdict) is wired only
     with ``drift.policy: gate``, so a report-only drift check never invalidates the cached gate

@@ -13,7 +13,9 @@ same under LocalDagRunner and on Kubeflow.
 import os
 from typing import Optional
 
-from tfx import v1 as tfx
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import standard_artifacts
 from tfx.utils import io_utils, path_utils
 
 from lensflow.components.pusher.fingerprint import data_fingerprint_of, training_fingerprint
@@ -34,13 +36,13 @@ def baseline_version(model_base: str, fingerprint: str,
     return None if found is None else str(found)
 
 
-@tfx.dsl.components.component
-def ServingBaseline(examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
-                    serving_dir: tfx.dsl.components.Parameter[str],
-                    model_name: tfx.dsl.components.Parameter[str],
-                    settings_fingerprint: tfx.dsl.components.Parameter[str],
-                    serving_state: tfx.dsl.components.Parameter[str],
-                    baseline_model: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Model]):
+@component
+def ServingBaseline(examples: InputArtifact[standard_artifacts.Examples],
+                    serving_dir: Parameter[str],
+                    model_name: Parameter[str],
+                    settings_fingerprint: Parameter[str],
+                    serving_state: Parameter[str],
+                    baseline_model: OutputArtifact[standard_artifacts.Model]):
     """Copy the incumbent for this run's training fingerprint (from ``examples`` and
     ``settings_fingerprint``) into ``baseline_model``; ``serving_state`` is a cache key only."""
     del serving_state

@@ -17,7 +17,7 @@ import tensorflow as tf
 from tfx.utils import path_utils
 
 from lensflow.components.evaluator.component import class_names_of
-from lensflow.components.report import evaluation, predictions, thresholds
+from lensflow.components.report import evaluation, predictions, reuse, thresholds
 from lensflow.pipeline import summary as run_summary
 
 HISTORY_FILE = "history.json"
@@ -167,9 +167,11 @@ def collect_artifacts(run: run_summary.RunArtifacts, **options) -> Dict[str, Any
 
 
 def collect_summary(summary: Dict[str, Any], *, max_images: int = MAX_IMAGES,
-                    wrong_count: int = WRONG_COUNT,
-                    explain_count: int = EXPLAIN_COUNT) -> Dict[str, Any]:
-    """Everything the report shows, for a run summary (``lensflow.pipeline.summary``)."""
+                    wrong_count: int = WRONG_COUNT, explain_count: int = EXPLAIN_COUNT,
+                    kept: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Everything the report shows, for a run summary (``lensflow.pipeline.summary``).
+    ``kept``: sections a report of the same artifacts kept (``reuse.load``), used in place of
+    predictions, interpretability and charts when their key matches this run's."""
     if max_images < 1:
         raise ValueError(f"max_images must be >= 1, got {max_images}")
     errors: Dict[str, str] = {}
@@ -196,7 +198,15 @@ def collect_summary(summary: Dict[str, Any], *, max_images: int = MAX_IMAGES,
                                            summary)
     out["training"] = _attempt(errors, "training", training_section, summary["model_run_uri"]) \
         if "model_run_uri" not in missing else None
-    if names and out.get("evaluation_split") and "examples_uri" not in missing:
+    out["sections_key"] = reuse.key(summary, out.get("evaluation_split"), max_images=max_images,
+                                    wrong_count=wrong_count, explain_count=explain_count)
+    if kept is not None and kept.get("key") == out["sections_key"]:
+        for name in reuse.SECTIONS:
+            if kept.get(name) is not None:
+                out[name] = kept[name]
+        errors.update(kept.get("errors", {}))
+        out["charts"] = kept["charts"]
+    elif names and out.get("evaluation_split") and "examples_uri" not in missing:
         result = _attempt(errors, "predictions", predictions_section, summary,
                           out["evaluation_split"], names, max_images, wrong_count)
         if result is not None:

@@ -23,7 +23,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 import system
-from lensflow.components.report import build, markdown, render, sources
+from lensflow.components.report import build, markdown, render, reuse, sources
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,7 @@ class Executor(base_executor.BaseExecutor):
         if data["errors"]:
             log.warning("report sections unavailable: %s", data["errors"])
         _write(outputs, "report", render.render(data))
+        reuse.save(reuse.path_beside(outputs["report"].uri), data)
         _write(outputs, "summary", markdown.summary(data))
         numbers = headline(data)
         _write(outputs, "metrics", json.dumps(

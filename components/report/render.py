@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, Optional
 
 import jinja2
 
-from lensflow.components.report import build, plots
+from lensflow.components.report import build, plots, reuse
 
 TEMPLATE = "report.html.j2"
 _TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
@@ -65,14 +65,21 @@ def charts(data: Dict[str, Any]) -> Dict[str, Optional[str]]:
 
 
 def render(data: Dict[str, Any]) -> str:
-    """The report HTML for data from ``build.collect``."""
+    """The report HTML for data from ``build.collect``; the charts are drawn once and kept in
+    ``data["charts"]`` (``reuse.save`` keeps them with the sections they show)."""
+    if data.get("charts") is None:
+        data["charts"] = charts(data)
     template = environment().get_template(TEMPLATE)
-    return template.render(d=data, charts=charts(data))
+    return template.render(d=data, charts=data["charts"])
 
 
-def write_report(metadata_path: str, run_id: Optional[str], out_path: str) -> str:
-    """Collect, render and write the report of a local run; returns the absolute path."""
-    return write_html(lambda: render(build.collect(metadata_path, run_id)), out_path)
+def write_report(metadata_path: str, run_id: Optional[str], out_path: str,
+                 kept_sections: Optional[str] = None) -> str:
+    """Collect, render and write the report of a local run; returns the absolute path.
+    ``kept_sections``: a ``reuse`` file of a report of the same artifacts (a cached RunReport's),
+    whose costly sections are taken when their key matches."""
+    kept = reuse.load(kept_sections) if kept_sections else None
+    return write_html(lambda: render(build.collect(metadata_path, run_id, kept=kept)), out_path)
 
 
 def write_artifacts_report(run_root: str, out_path: str) -> str:

@@ -16,7 +16,8 @@ import logging
 import os
 
 import tensorflow as tf
-from tfx import v1 as tfx
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 from tfx.utils import io_utils, path_utils
 
@@ -59,15 +60,15 @@ def _record(blessing, result: check.CheckResult, warmup_count: int) -> None:
         log.warning("serving check refused the candidate: %s", result.reason)
 
 
-@tfx.dsl.components.component
-def ServingCheck(examples: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
-                 model: tfx.dsl.components.InputArtifact[standard_artifacts.Model],
-                 model_blessing: tfx.dsl.components.InputArtifact[standard_artifacts.ModelBlessing],
-                 infra_blessing: tfx.dsl.components.OutputArtifact[standard_artifacts.InfraBlessing],
-                 model_name: tfx.dsl.components.Parameter[str],
-                 timeout_seconds: tfx.dsl.components.Parameter[float],
-                 images_per_class: tfx.dsl.components.Parameter[int],
-                 start_server: tfx.dsl.components.Parameter[int]):
+@component
+def ServingCheck(examples: InputArtifact[standard_artifacts.Examples],
+                 model: InputArtifact[standard_artifacts.Model],
+                 model_blessing: InputArtifact[standard_artifacts.ModelBlessing],
+                 infra_blessing: OutputArtifact[standard_artifacts.InfraBlessing],
+                 model_name: Parameter[str],
+                 timeout_seconds: Parameter[float],
+                 images_per_class: Parameter[int],
+                 start_server: Parameter[int]):
     """Write warmup requests into a copy of the blessed candidate and check a model server
     answers them; ``start_server`` 0 (``serving_check.enabled=false``) writes the warmup only."""
     if not model_blessing.get_int_custom_property(BLESSED):

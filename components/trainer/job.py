@@ -16,8 +16,8 @@ import json
 import sys
 from typing import Any, Dict
 
-from tfx import v1 as tfx
 from tfx.components.trainer.executor import GenericExecutor
+from tfx.proto import trainer_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
@@ -76,8 +76,8 @@ def execute(spec: Dict[str, Any]) -> None:
                "model_run": [_artifact(standard_artifacts.ModelRun, spec["model_run"])]}
     properties = {
         "run_fn": RUN_FN,
-        "train_args": proto_utils.proto_to_json(tfx.proto.TrainArgs(splits=["train"])),
-        "eval_args": proto_utils.proto_to_json(tfx.proto.EvalArgs(splits=["eval"])),
+        "train_args": proto_utils.proto_to_json(trainer_pb2.TrainArgs(splits=["train"])),
+        "eval_args": proto_utils.proto_to_json(trainer_pb2.EvalArgs(splits=["eval"])),
         "custom_config": json.dumps({CUSTOM_CONFIG_KEY: config}),
     }
     GenericExecutor().Do(inputs, outputs, properties)

@@ -11,7 +11,7 @@ import keras_tuner as kt
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
-from tfx.v1.components import TunerFnResult
+from tfx.components.tuner.component import TunerFnResult
 
 from lensflow.components.trainer import data, distribution
 from lensflow.components.trainer.models import build_model

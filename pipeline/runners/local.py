@@ -9,7 +9,8 @@ import time
 from typing import Any, Dict, Optional
 
 from absl import logging as absl_logging
-from tfx import v1 as tfx
+from tfx.orchestration import metadata
+from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
 from lensflow.pipeline import home_lock
 from lensflow.pipeline.config import LensflowConfig
@@ -43,7 +44,7 @@ class _ProgressFilter(logging.Filter):
 def metadata_config(cfg: LensflowConfig):
     """SQLite MLMD under the lensflow home."""
     os.makedirs(os.path.dirname(cfg.metadata_path), exist_ok=True)
-    return tfx.orchestration.metadata.sqlite_metadata_connection_config(cfg.metadata_path)
+    return metadata.sqlite_metadata_connection_config(cfg.metadata_path)
 
 
 def run(cfg: LensflowConfig, show_progress: bool = False, wait: bool = False,
@@ -67,7 +68,7 @@ def _run(cfg: LensflowConfig, show_progress: bool,
         absl_logging.set_verbosity(absl_logging.INFO)
         logger.addFilter(progress)
     try:
-        tfx.orchestration.LocalDagRunner().run(pipeline)
+        LocalDagRunner().run(pipeline)
     finally:
         if progress is not None:
             logger.removeFilter(progress)

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from lensflow.components.report import markdown, sources
+from lensflow.components.report import markdown, reuse, sources
 from lensflow.components.report.cli import report
 from lensflow.components.report.component import DISPLAY_NAMES, headline
 from lensflow.pipeline import summary as run_summary
@@ -77,6 +77,40 @@ def test_lensflow_run_keeps_the_report_the_pipeline_wrote(local_outputs, e2e, ca
     printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("report: ")]
     assert printed and printed[0].startswith(f"report: {os.path.join(e2e.home, 'reports')}")
     assert read(printed[0][len("report: "):]) == read(local_outputs["report"][0].uri)
+
+
+def test_runreport_keeps_its_costly_sections_beside_the_report(local_outputs, report_data):
+    """The sections kept are those of the run's artifacts (the newest run of the home is a
+    cached re-run of the same artifacts, so its key is the same) and read back as built."""
+    kept = reuse.load(reuse.path_beside(local_outputs["report"][0].uri))
+    assert kept is not None and kept["key"] == report_data["sections_key"]
+    assert kept["predictions"]["wrong"] == report_data["predictions"]["wrong"]
+    assert kept["interpretation"]["cam_layer"] == report_data["interpretation"]["cam_layer"]
+    assert kept["interpretation"]["sample_count"] == len(report_data["interpretation"]["samples"])
+    assert set(kept["charts"]) >= {"confusion", "per_class", "training", "explanations"}
+
+
+def test_a_report_of_the_same_artifacts_takes_the_kept_sections_and_no_others(
+        local_outputs, e2e, tmp_path):
+    """A kept chart marked with a sentinel shows in the report written with it; with a key
+    naming another model it does not (the sections are computed instead)."""
+    from lensflow.components.report.render import write_report
+
+    kept = json.loads(read(reuse.path_beside(local_outputs["report"][0].uri)))
+    kept["charts"]["confusion"] = "data:image/png;base64,U0VOVElORUw="
+    matching = tmp_path / "matching.json"
+    matching.write_text(json.dumps(kept))
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**kept, "key": {**kept["key"], "model_uri": "/elsewhere"}}))
+    run_id = e2e.summary["run_id"]
+    reused = read(write_report(e2e.config.metadata_path, run_id, str(tmp_path / "a.html"),
+                               kept_sections=str(matching)))
+    assert "U0VOVElORUw=" in reused
+    assert reused.count('<figure>') == read(local_outputs["report"][0].uri).count('<figure>')
+    assert run_id in reused
+    fresh = read(write_report(e2e.config.metadata_path, run_id, str(tmp_path / "b.html"),
+                              kept_sections=str(other)))
+    assert "U0VOVElORUw=" not in fresh and 'id="wrong-grid"' in fresh
 
 
 def test_headline_and_markdown_follow_the_report_data(report_data):
