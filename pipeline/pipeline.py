@@ -81,11 +81,13 @@ def _direct_dependency_args(code_root: Optional[str]) -> List[str]:
     and install nothing, but without a dependency flag TFX builds an sdist of itself before
     every Beam step, and with ``--setup_file`` Beam's stager runs ``setup.py sdist`` twice per
     Beam pipeline (2-8 s each, measured: the largest fixed cost of a fresh run, docs/PERFORMANCE.md).
-    Locally the lock file is named instead with ``--requirements_cache=skip``: staged as a file,
-    nothing built or downloaded. Kubeflow's pods (``code_root``) keep ``setup.py``; an installed
-    wheel with neither file leaves TFX to build its sdist as it would anyway."""
+    The lock file is named instead with ``--requirements_cache=skip``: staged as a file, nothing
+    built or downloaded. In Kubeflow's pods (``code_root``) it is the image's copy, which the
+    image was installed from; an installed wheel with neither file leaves TFX to build its sdist
+    as it would anyway."""
     if code_root:
-        return [f"--setup_file={posixpath.join(code_root, 'setup.py')}"]
+        return [f"--requirements_file={posixpath.join(code_root, 'requirements.lock')}",
+                "--requirements_cache=skip"]
     lock = REPO_ROOT / "requirements.lock"
     if lock.is_file():
         return [f"--requirements_file={lock}", "--requirements_cache=skip"]

@@ -116,7 +116,8 @@ def test_every_component_runs_the_image_with_the_tfx_entrypoint(compiled):
         beam = beam_pipeline_args(compiled.cfg, compiled.cfg.kubeflow.workdir)
         assert args[-len(beam):] == beam
     assert "--direct_num_workers=2" in beam
-    assert f"--setup_file={compiled.cfg.kubeflow.workdir}/setup.py" in beam
+    assert f"--requirements_file={compiled.cfg.kubeflow.workdir}/requirements.lock" in beam
+    assert "--requirements_cache=skip" in beam and not [a for a in beam if "setup_file" in a]
 
 
 def test_no_resolver_executor_and_the_guard_rejects_one(compiled):
