@@ -66,7 +66,7 @@ def evaluation_section(summary: Dict[str, Any], names: Sequence[str]) -> Dict[st
     uri = summary["evaluation_uri"]
     overall = summary["metrics_by_slice"].get("overall", {})
     counts = evaluation.confusion_matrix(uri, len(names))
-    pooled = evaluation.calibration_buckets(uri)
+    top1 = evaluation.calibration_buckets(uri)
     outcomes = thresholds.outcomes(uri)
     return {
         "accuracy": overall.get("sparse_categorical_accuracy"),
@@ -75,8 +75,8 @@ def evaluation_section(summary: Dict[str, Any], names: Sequence[str]) -> Dict[st
         "slices": evaluation.slice_rows(summary["metrics_by_slice"]),
         "confusion": counts,
         "per_class": evaluation.per_class_rows(names, counts),
-        "calibration": {"pooled": pooled,
-                        "ece": evaluation.expected_calibration_error(pooled)},
+        "calibration": {"top1": top1,
+                        "ece": evaluation.expected_calibration_error(top1)},
         "comparison": evaluation.comparison_rows(overall),
         "thresholds": outcomes,
         "all_thresholds_passed": all(o["passed"] for o in outcomes),

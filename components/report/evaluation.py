@@ -39,9 +39,9 @@ def confusion_matrix(output_path: str, num_classes: int) -> np.ndarray:
 
 
 def calibration_buckets(output_path: str) -> List[dict]:
-    """Non-empty buckets ``{count, mean_prediction, observed, upper}`` of the micro-averaged
-    calibration histogram: every class probability against its one-hot label (one-vs-rest,
-    pooled over classes), so each example counts once per class."""
+    """Non-empty buckets ``{count, mean_prediction, observed, upper}`` of the calibration
+    histogram of the top-1 prediction: its probability (the model's confidence) against whether
+    it is right, one entry per example; ``observed`` is the accuracy within the bucket."""
     for kv in _overall_plots(output_path):
         if not kv.value.HasField("calibration_histogram_buckets"):
             continue

@@ -64,21 +64,21 @@ def per_class_bars(rows: List[dict]) -> str:
     return figure_uri(fig)
 
 
-def reliability(pooled: List[dict]) -> str:
-    """Reliability diagram: observed frequency vs mean predicted probability."""
+def reliability(buckets: List[dict]) -> str:
+    """Reliability diagram of the top-1 prediction: accuracy vs mean confidence per bucket."""
     fig, (ax, hist) = plt.subplots(2, 1, figsize=(5.5, 6), sharex=True,
                                    gridspec_kw={"height_ratios": [3, 1]})
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
-    ax.plot([b["mean_prediction"] for b in pooled], [b["observed"] for b in pooled], "o-",
-            color="tab:red", label="all classes (one-vs-rest, pooled)")
-    ax.set_ylabel("observed frequency")
+    ax.plot([b["mean_prediction"] for b in buckets], [b["observed"] for b in buckets], "o-",
+            color="tab:red", label="top-1 prediction")
+    ax.set_ylabel("accuracy")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.legend(loc="lower right", fontsize=8)
-    hist.bar([b["mean_prediction"] for b in pooled], [b["count"] for b in pooled], width=0.05,
+    hist.bar([b["mean_prediction"] for b in buckets], [b["count"] for b in buckets], width=0.05,
              color="tab:red", alpha=0.6)
     hist.set_yscale("log")
-    hist.set_xlabel("mean predicted probability")
+    hist.set_xlabel("confidence (top-1 probability)")
     hist.set_ylabel("count")
     return figure_uri(fig)
 

@@ -52,7 +52,7 @@ def charts(data: Dict[str, Any]) -> Dict[str, Optional[str]]:
         names = data["class_names"]
         out["confusion"] = plots.confusion_heatmap(ev["confusion"], names)
         out["per_class"] = plots.per_class_bars(ev["per_class"])
-        out["reliability"] = plots.reliability(ev["calibration"]["pooled"])
+        out["reliability"] = plots.reliability(ev["calibration"]["top1"])
     if data.get("training"):
         out["training"] = plots.training_curves(data["training"]["history"])
     interp = data.get("interpretation")

@@ -44,8 +44,9 @@ def test_without_a_class_floor_only_the_overall_accuracy_is_gated():
     assert _failures(config, {(): _slice_metrics(config, 0.75), shirt: low_shirt}) == set()
 
 
-def test_no_binarised_per_class_metrics_and_one_pooled_calibration_histogram():
+def test_no_binarised_per_class_metrics_and_one_top1_calibration_histogram():
     config = build_eval_config(LensflowConfig())
     assert not any(spec.binarize.class_ids.values for spec in config.metrics_specs)
-    pooled = [spec for spec in config.metrics_specs if spec.aggregate.micro_average]
-    assert [m.class_name for spec in pooled for m in spec.metrics] == ["CalibrationPlot"]
+    aggregated = [spec for spec in config.metrics_specs if spec.aggregate.micro_average]
+    assert [m.class_name for spec in aggregated for m in spec.metrics] == ["CalibrationPlot"]
+    assert [list(spec.aggregate.top_k_list.values) for spec in aggregated] == [[1]]

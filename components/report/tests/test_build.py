@@ -79,14 +79,16 @@ def test_per_class_recall_is_the_accuracy_of_the_label_slice(ev, e2e, names):
                 2 * row["precision"] * row["recall"] / (row["precision"] + row["recall"]))
 
 
-def test_calibration_buckets_hold_every_example_once_per_class(ev, names):
+def test_calibration_buckets_hold_each_example_once_by_its_top1_confidence(ev, names):
+    """One entry per example; the right ones add up to TFMA's accuracy; a top-1 probability
+    is never below 1 / classes."""
     calibration = ev["calibration"]
-    pooled = sum(b["count"] for b in calibration["pooled"])
-    assert pooled == pytest.approx(ev["example_count"] * len(names))
-    assert all(0 <= b["mean_prediction"] <= 1 and 0 <= b["observed"] <= 1
-               for b in calibration["pooled"])
-    observed_positives = sum(b["observed"] * b["count"] for b in calibration["pooled"])
-    assert observed_positives == pytest.approx(ev["example_count"])
+    buckets = calibration["top1"]
+    assert sum(b["count"] for b in buckets) == pytest.approx(ev["example_count"])
+    assert all(1 / len(names) - 1e-6 <= b["mean_prediction"] <= 1 and 0 <= b["observed"] <= 1
+               for b in buckets)
+    right = sum(b["observed"] * b["count"] for b in buckets)
+    assert right / ev["example_count"] == pytest.approx(ev["accuracy"], abs=1e-6)
     assert 0 <= calibration["ece"] <= 1
 
 
