@@ -41,9 +41,15 @@ def params_text(row: Dict[str, Any]) -> str:
 
 
 def command(result: Dict[str, Any]) -> str:
-    """The ``lensflow compare`` command line that reproduces the comparison's settings."""
+    """The ``lensflow compare`` command line that reproduces the comparison's settings (its
+    config file and ``--set`` values included)."""
     s = result["settings"]
-    parts = ["lensflow", "compare", "--data", s["data"], "--variants", ",".join(s["variants"]),
+    parts = ["lensflow", "compare"]
+    if s.get("config_file"):
+        parts += ["--config", s["config_file"]]
+    for item in s.get("sets", []):
+        parts += ["--set", item]
+    parts += ["--data", s["data"], "--variants", ",".join(s["variants"]),
              "--seeds", str(s["seeds"]), "--epochs", str(s["epochs"]),
              "--batch-size", str(s["batch_size"])]
     if s["subset"] is not None:

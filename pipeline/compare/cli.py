@@ -50,7 +50,8 @@ def compare(home, config_file, data, variants, seeds, subset, epochs, batch_size
     if data:
         cfg = cfg.replace(**{"data.manifest": None})
     try:
-        plan = ComparePlan(parse_variants(variants), seeds, subset, out_dir)
+        plan = ComparePlan(parse_variants(variants), seeds, subset, out_dir, config_file,
+                           tuple(sets))
     except ConfigError as err:
         raise click.UsageError(str(err)) from err
     click.echo(f"lensflow compare: {', '.join(plan.variants)} x {seeds} seed(s) on "

@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from lensflow.components.image_example_gen.scan import scan_directory, scan_manifest
 from lensflow.pipeline.compare import subset as compare_subset
@@ -39,6 +39,8 @@ class ComparePlan:
     seeds: int = 3
     subset: Optional[int] = None
     out_dir: Optional[str] = None
+    config_file: Optional[str] = None
+    sets: Tuple[str, ...] = ()
 
 
 def data_source(cfg: LensflowConfig) -> str:
@@ -95,6 +97,8 @@ def _settings(cfg: LensflowConfig, base: LensflowConfig, plan: ComparePlan, out_
         "held_out_source": subset.held_out_source if subset else None,
         "subset_counts": subset.totals() if subset else None,
         "subset_warnings": subset.warnings if subset else [],
+        "config_file": os.path.abspath(plan.config_file) if plan.config_file else None,
+        "sets": list(plan.sets),
     }
 
 

@@ -53,6 +53,15 @@ def test_markdown_states_the_settings_and_one_row_per_variant(result):
     assert "--variants baseline,filter_init --seeds 2 --epochs 3 --batch-size 32 --subset 200" in text
 
 
+def test_the_reproduce_line_carries_the_config_file_and_set_values(result):
+    result["settings"].update({"config_file": "/cfg/emoji.yaml",
+                               "sets": ["image.size=96", "model.widths=[16, 32]"]})
+    assert compare.command(result) == (
+        "lensflow compare --config /cfg/emoji.yaml --set image.size=96 "
+        "--set 'model.widths=[16, 32]' --data /data/fm --variants baseline,filter_init "
+        "--seeds 2 --epochs 3 --batch-size 32 --subset 200")
+
+
 def test_page_is_self_contained_with_the_chart_and_every_run(result):
     page = compare.html(result)
     chart = re.search(r'id="accuracy-chart"[^>]*src="data:image/png;base64,([^"]+)"', page)
