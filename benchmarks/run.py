@@ -28,6 +28,8 @@ import bench_throughput  # noqa: E402
 from lensflow.components.image_example_gen import fashion_mnist  # noqa: E402
 from lensflow.components.trainer import precision  # noqa: E402
 from lensflow.pipeline.config import REPO_ROOT, load_config  # noqa: E402
+from lensflow.pipeline import auto_model  # noqa: E402
+from lensflow.pipeline.cli_options import explicit_keys  # noqa: E402
 
 ALL = ("pipeline", "ingestion", "trainer_input", "serving", "serving_load")
 
@@ -58,7 +60,9 @@ def _args(argv=None):
 
 
 def _prepare(args) -> tuple:
-    """Fresh work dir, the data tree, and one YAML config both sides read."""
+    """Fresh work dir, the data tree, and one YAML config both sides read (``model.family:
+    auto`` resolved from the data first, so the plain script trains the family lensflow picks
+    and the results name it)."""
     if os.path.exists(args.work) and not args.keep:
         shutil.rmtree(args.work)
     os.makedirs(args.work, exist_ok=True)
@@ -67,9 +71,10 @@ def _prepare(args) -> tuple:
         data = os.path.join(args.work, "fashion_mnist")
         if not os.path.isdir(data):
             fashion_mnist.export(data, per_class=args.per_class)
-    cfg = load_config(args.config, {
-        "data.path": os.path.abspath(data), "home": os.path.join(args.work, "home"),
-        **_training_overrides(args)})
+    overrides = {"data.path": os.path.abspath(data), "home": os.path.join(args.work, "home"),
+                 **_training_overrides(args)}
+    cfg, _ = auto_model.resolve(load_config(args.config, overrides),
+                                explicit_keys(args.config, **overrides))
     config_path = os.path.join(args.work, "config.yaml")
     with open(config_path, "w", encoding="utf-8") as fh:
         yaml.safe_dump(cfg.to_dict(), fh, sort_keys=False)
