@@ -36,7 +36,7 @@ PREPROCESSING_FN = "lensflow.components.transform.preprocessing.preprocessing_fn
 RUN_FN = "lensflow.components.trainer.run.run_fn"
 TUNER_FN = "lensflow.components.trainer.tuning.tuner_fn"
 PRESPLIT_NAMES = {"train", "test", "eval", "validation"}
-TRAINER_KEYS = ["home", "augment", "model", "train", "tuner", "evaluation.top_k",
+TRAINER_KEYS = ["home", "augment", "image", "model", "train", "tuner", "evaluation.top_k",
                 "data.max_file_bytes"]
 
 

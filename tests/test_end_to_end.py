@@ -13,7 +13,7 @@ import tensorflow_model_analysis as tfma
 import tensorflow_transform as tft
 from click.testing import CliRunner
 
-from lensflow.components.transform import features
+from lensflow.components.transform import features, preprocessing
 from lensflow.pipeline import outcome
 from lensflow.pipeline.config import SAMPLE_DATA
 
@@ -50,7 +50,9 @@ def test_pushed_serving_default_agrees_with_the_keras_model(e2e):
     transform_uri = glob.glob(os.path.join(e2e.config.pipeline_root, "Transform", "transform_graph", "*"))[0]
     transformed = tft.TFTransformOutput(transform_uri).transform_features_layer()(
         {features.IMAGE_KEY: tf.constant([[i] for i in images])})
-    expected = keras_model(transformed[features.IMAGE_XF], training=False).numpy()
+    pixels = preprocessing.decode_pixels(transformed[features.IMAGE_XF], (28, 28, 1))
+    assert pixels.dtype == tf.uint8
+    expected = keras_model(tf.cast(pixels, tf.float32), training=False).numpy()
     np.testing.assert_allclose(served[features.PROBABILITIES].numpy(), expected, atol=1e-5)
     names = [n.decode() for n in served[features.CLASS_NAMES].numpy()]
     assert names[0] == "trouser"
@@ -69,7 +71,9 @@ def test_examples_signature_and_transform_features_are_exported(e2e):
     np.testing.assert_allclose(by_example[features.PROBABILITIES], by_image[features.PROBABILITIES],
                                atol=1e-6)
     transformed = pushed.signatures["transform_features"](examples=serialized)
-    assert transformed[features.IMAGE_XF].shape[1:] == (28, 28, 1)
+    assert transformed[features.IMAGE_XF].dtype == tf.string
+    assert preprocessing.decode_pixels(transformed[features.IMAGE_XF], (28, 28, 1)).shape[1:] \
+        == (28, 28, 1)
 
 
 def test_cli_rerun_is_cached_and_writes_the_summary_json(e2e, tmp_path):

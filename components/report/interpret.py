@@ -11,10 +11,10 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from lensflow.components.trainer import filters
+from lensflow.components.trainer import filters, scaling
 from lensflow.components.trainer.backbones import preprocessing  # noqa: F401 - registers ScaleShift
 from lensflow.components.trainer.models import tta
-from lensflow.components.transform import features
+from lensflow.components.transform import features, preprocessing
 
 SMOOTHGRAD_SAMPLES = 8
 SMOOTHGRAD_NOISE = 0.1
@@ -29,9 +29,12 @@ def load_keras_model(serving_dir: str) -> tf.keras.Model:
 
 
 def transformed_images(model: tf.keras.Model, encoded: Sequence[bytes]) -> np.ndarray:
-    """Encoded image bytes -> the float model input ``[N, H, W, C]`` via Transform's graph."""
+    """Encoded image bytes -> what the trained network sees ``[N, H, W, C]``: Transform's graph,
+    then the exported model's pixel scaling."""
     raw = {features.IMAGE_KEY: tf.reshape(tf.constant(list(encoded)), [-1, 1])}
-    return model.tft_layer(raw)[features.IMAGE_XF].numpy()
+    pixels = preprocessing.decode_pixels(model.tft_layer(raw)[features.IMAGE_XF],
+                                         model.input_shape[1:])
+    return scaling.network_input(model, pixels).numpy()
 
 
 def _normalise(maps: np.ndarray) -> np.ndarray:
@@ -111,8 +114,9 @@ def _score_head(model: tf.keras.Model, scores: bool = True):
 
 def score_function(model: tf.keras.Model):
     """``x -> [N, classes]`` pre-softmax class scores; for a flip-TTA model the mean over the
-    image and its mirror (the gradient then flows through both passes, as the prediction does)."""
-    inner = tta.unwrap(model)
+    image and its mirror (the gradient then flows through both passes, as the prediction does).
+    ``x`` is the network's input (``transformed_images``)."""
+    inner = tta.unwrap(scaling.network(model))
     score_input, head = _score_head(inner)
     body = tf.keras.Model(inner.inputs, score_input)
 
@@ -179,6 +183,7 @@ def grad_cam(model: tf.keras.Model, images: np.ndarray,
     passes' maps, the mirror's flipped back. Returns ``{"layer": name, "maps": [N, H, W] in
     [0, 1]}`` resized to the input size.
     """
+    model = scaling.network(model)
     inner = tta.unwrap(model)
     layer_name, probe = feature_probe(inner)
     images = tf.convert_to_tensor(images, tf.float32)
@@ -198,6 +203,7 @@ def filter_banks(model: tf.keras.Model) -> List[filters.FilterBank]:
 
 def filter_bank_view(model: tf.keras.Model, image: np.ndarray) -> Optional[Dict[str, object]]:
     """Kernels (input channel 0) and their responses on ``image`` (mean over channels)."""
+    model = scaling.network(model)
     banks = filter_banks(model)
     if not banks:
         return None

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from lensflow.components.transform import decode, features
+from lensflow.components.transform import decode, features, preprocessing
 
 
 def _outputs(model, class_names, transformed):
-    probabilities = model(transformed[features.IMAGE_XF], training=False)
+    """Transform's stored pixels -> the model (scaling is its first layer) -> the outputs."""
+    pixels = preprocessing.decode_pixels(transformed[features.IMAGE_XF], model.input_shape[1:])
+    probabilities = model(tf.cast(pixels, tf.float32), training=False)
     class_ids = tf.argmax(probabilities, axis=-1)
     return {features.PROBABILITIES: probabilities,
             features.CLASS_IDS: class_ids,
