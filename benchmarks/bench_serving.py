@@ -42,10 +42,9 @@ def serving(model_dir: str, encoded: List[bytes], repeats: int = 200) -> Dict:
     saved = _profile(lambda x: signature(images=x), singles, batches, repeats)
 
     model = load_keras_model(model_dir)
-    decoded = transformed_images(model, encoded)
+    decoded = transformed_images(model, encoded, scaling.PixelScaling.read(model_dir))
     spec = tf.TensorSpec([None, *decoded.shape[1:]], tf.float32)
-    network = scaling.network(model)
-    forward = tf.function(lambda x: network(x, training=False), input_signature=[spec])
+    forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
     singles_t = [tf.constant(decoded[i:i + 1]) for i in range(min(64, len(decoded)))]
     batches_t = [tf.constant(decoded[i:i + 64]) for i in range(0, len(decoded) - 63, 64)]
     bare = _profile(forward, singles_t, batches_t, repeats)

@@ -103,10 +103,10 @@ def trainer_input(pipeline_root: str, cfg: LensflowConfig, steps: int, repeats: 
     shape = stats.shape
     pipeline_ds = trainer_data.train_dataset(pattern, _data_accessor(), output, cfg,
                                              stats).repeat()
-    mean, std = (stats.mean, stats.std) if cfg.effective_normalize else (None, None)
+    pixel_scaling = scaling.PixelScaling.of(stats, cfg.effective_normalize)
     images, labels = [], []
     for x, y in trainer_data.labelled_images(pattern, _data_accessor(), output).batch(4096):
-        images.append(scaling.scale(preprocessing.decode_pixels(x, shape), mean, std).numpy())
+        images.append(pixel_scaling(preprocessing.decode_pixels(x, shape)).numpy())
         labels.append(y.numpy())
     x_all, y_all = np.concatenate(images), np.concatenate(labels)
     memory_ds = tf.data.Dataset.from_tensor_slices((x_all, y_all)).shuffle(

@@ -1,8 +1,10 @@
 """Why the model said what it said: SmoothGrad saliency, Grad-CAM and filter-bank responses.
 
-All maps are computed on the transformed image (what the network sees), through the Keras
-model restored from the serving SavedModel; its ``tft_layer`` turns encoded bytes into that
-image exactly as serving does.
+All maps are computed on the network's input (what the network sees), through the Keras
+model restored from the serving SavedModel (the trained network itself): its ``tft_layer``
+turns encoded bytes into stored pixels exactly as serving does, and the scaling written beside
+it (``scaling.PixelScaling.read``) turns those into the network's input, as the serving
+signatures do.
 """
 from __future__ import annotations
 
@@ -28,13 +30,14 @@ def load_keras_model(serving_dir: str) -> tf.keras.Model:
     return model
 
 
-def transformed_images(model: tf.keras.Model, encoded: Sequence[bytes]) -> np.ndarray:
+def transformed_images(model: tf.keras.Model, encoded: Sequence[bytes],
+                       pixel_scaling: scaling.PixelScaling) -> np.ndarray:
     """Encoded image bytes -> what the trained network sees ``[N, H, W, C]``: Transform's graph,
-    then the exported model's pixel scaling."""
+    then the scaling the network was trained with (``scaling.PixelScaling.read(serving_dir)``)."""
     raw = {features.IMAGE_KEY: tf.reshape(tf.constant(list(encoded)), [-1, 1])}
     pixels = preprocessing.decode_pixels(model.tft_layer(raw)[features.IMAGE_XF],
                                          model.input_shape[1:])
-    return scaling.network_input(model, pixels).numpy()
+    return pixel_scaling(pixels).numpy()
 
 
 def _normalise(maps: np.ndarray) -> np.ndarray:
@@ -116,7 +119,7 @@ def score_function(model: tf.keras.Model):
     """``x -> [N, classes]`` pre-softmax class scores; for a flip-TTA model the mean over the
     image and its mirror (the gradient then flows through both passes, as the prediction does).
     ``x`` is the network's input (``transformed_images``)."""
-    inner = tta.unwrap(scaling.network(model))
+    inner = tta.unwrap(model)
     score_input, head = _score_head(inner)
     body = tf.keras.Model(inner.inputs, score_input)
 
@@ -183,7 +186,6 @@ def grad_cam(model: tf.keras.Model, images: np.ndarray,
     passes' maps, the mirror's flipped back. Returns ``{"layer": name, "maps": [N, H, W] in
     [0, 1]}`` resized to the input size.
     """
-    model = scaling.network(model)
     inner = tta.unwrap(model)
     layer_name, probe = feature_probe(inner)
     images = tf.convert_to_tensor(images, tf.float32)
@@ -203,7 +205,6 @@ def filter_banks(model: tf.keras.Model) -> List[filters.FilterBank]:
 
 def filter_bank_view(model: tf.keras.Model, image: np.ndarray) -> Optional[Dict[str, object]]:
     """Kernels (input channel 0) and their responses on ``image`` (mean over channels)."""
-    model = scaling.network(model)
     banks = filter_banks(model)
     if not banks:
         return None

@@ -10,8 +10,8 @@ Memory does not grow with the data: examples stay in their stored form (one uint
 image) until after the shuffle; a split is cached in RAM only when its stored size fits
 ``train.cache_budget_mb`` and is read from disk each pass otherwise; the shuffle buffer holds at
 most ``train.shuffle_buffer_mb`` of stored images (ImageExampleGen writes in a class-mixed order,
-so a bounded buffer still gives batches of every class). Pixels are scaled (``scaling.scale``,
-the exported model's first layer) after batching, before augmentation.
+so a bounded buffer still gives batches of every class). Pixels are scaled (``scaling.PixelScaling``,
+which the serving signatures apply too) after batching, before augmentation.
 """
 from __future__ import annotations
 
@@ -76,11 +76,11 @@ def _source(file_pattern, data_accessor, tf_transform_output, cfg, examples: int
 def _to_batches(dataset, cfg, stats: scaling.PixelStats) -> tf.data.Dataset:
     """Stored pairs -> batches of scaled float images (the network's input) and labels."""
     shape = stats.shape
-    mean, std = (stats.mean, stats.std) if cfg.effective_normalize else (None, None)
+    pixel_scaling = scaling.PixelScaling.of(stats, cfg.effective_normalize)
     dataset = dataset.map(lambda s, y: (preprocessing.decode_pixel(s, shape), y),
                           num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.batch(cfg.train.batch_size).map(
-        lambda x, y: (scaling.scale(x, mean, std), y), num_parallel_calls=tf.data.AUTOTUNE)
+        lambda x, y: (pixel_scaling(x), y), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def train_dataset(file_pattern, data_accessor, tf_transform_output, cfg,

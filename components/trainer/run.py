@@ -85,15 +85,19 @@ def train(model, cfg: LensflowConfig, train_data, eval_ds, log_dir: str,
 
 
 def export(model, tf_transform_output, names, serving_model_dir: str,
-           max_file_bytes: int) -> None:
-    """SavedModel with the three signatures (Keras-loadable too); ``model`` takes Transform's
-    stored pixels (``scaling.with_scaling``)."""
-    sigs = signatures.make_signatures(model, tf_transform_output, names, max_file_bytes)
-    model.save(serving_model_dir, save_format="tf", signatures=sigs)
+           max_file_bytes: int, pixel_scaling: scaling.PixelScaling) -> None:
+    """SavedModel of the trained network itself with the three signatures (Keras-loadable
+    too), without the optimizer's state (serving never needs it; Adam's slots tripled the
+    variables); the signatures apply ``pixel_scaling`` before the network, and it is written
+    beside the class names for callers of the Keras model."""
+    sigs = signatures.make_signatures(model, tf_transform_output, names, max_file_bytes,
+                                      pixel_scaling)
+    model.save(serving_model_dir, save_format="tf", signatures=sigs, include_optimizer=False)
     path = os.path.join(serving_model_dir, features.CLASS_NAMES_FILE)
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.gfile.GFile(path, "w") as fh:
         fh.write(json.dumps(list(names)))
+    pixel_scaling.write(serving_model_dir)
 
 
 def run_fn(fn_args) -> None:
@@ -133,14 +137,13 @@ def run_fn(fn_args) -> None:
         eval_ds = optim.one_hot_labels(eval_ds, len(names))
     root = resume.backup_dir(fn_args, cfg) if cfg.train.resume else None
     with strategy.scope():
-        network = build_model(cfg, stats.shape, len(names))
+        model = build_model(cfg, stats.shape, len(names))
         progress = resume.Progress(root, resume.total_epochs(cfg), writer=chief)
-        history = train(network, cfg, train_data, eval_ds, fn_args.model_run_dir,
+        history = train(model, cfg, train_data, eval_ds, fn_args.model_run_dir,
                         batches_per_pass, progress)
-        model = scaling.with_scaling(network,
-                                     scaling.layer_for(stats, cfg.effective_normalize))
     with distribution.write_dir(fn_args.serving_model_dir, chief) as serving_model_dir:
-        export(model, tf_transform_output, names, serving_model_dir, cfg.data.max_file_bytes)
+        export(model, tf_transform_output, names, serving_model_dir, cfg.data.max_file_bytes,
+               scaling.PixelScaling.of(stats, cfg.effective_normalize))
     if chief:
         write_run_files(fn_args.model_run_dir, history, cfg, progress)
         choice.write(fn_args.model_run_dir,

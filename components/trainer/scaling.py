@@ -1,24 +1,30 @@
-"""Pixel scaling and per-channel normalisation as the model's first layer.
+"""Pixel scaling and per-channel normalisation, applied outside the trained network.
 
-Transform stores images as uint8 (``components/transform/preprocessing.py``); the exported model
-takes those pixels (as float, values 0..255) and applies ``PixelScaling`` before the family's
-network: ``x / 255``, then ``(x - mean) / std`` per channel when ``image.normalize`` is in effect,
-with mean and std over the training split's stored pixels (``PixelStats``, one streaming pass in
-the Trainer). It is the normalisation Transform used to apply, so every family (the registry's
-``normalize``, the backbones' own preprocessing after it) sees the values it saw before; the
-only difference is the uint8 rounding of the resized pixels (at most 0.5/255). The training
-pipeline applies the same function to its batches before augmentation, and the network is
-trained on its output; the exported model is ``with_scaling(network, ...)``.
+Transform stores images as uint8 (``components/transform/preprocessing.py``). The network is
+trained on ``PixelScaling`` of those pixels: ``x / 255``, then ``(x - mean) / std`` per channel
+when ``image.normalize`` is in effect, with mean and std over the training split's stored pixels
+(``PixelStats``, one streaming pass in the Trainer). It is the normalisation Transform used to
+apply, so every family sees the values it saw before; the only difference is the uint8 rounding
+of the resized pixels (at most 0.5/255).
+
+The exported Keras model is the trained network itself, nothing wrapped around it. The serving
+signatures (``signatures.py``) apply the same ``PixelScaling`` with its statistics as constants
+of their graph, so serving is still one graph from image bytes to classes; the statistics are
+also written beside the class names (``PIXEL_SCALING_FILE``), so whatever calls the Keras model
+directly (the report's interpretation, benchmarks, tests) applies the same scaling with
+``PixelScaling.read(serving_dir)``.
 """
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
-NAME = "pixel_scaling"
+PIXEL_SCALING_FILE = "assets.extra/pixel_scaling.json"
 _EPS = 1e-6
 
 
@@ -44,7 +50,7 @@ class PixelStats:
         return cls(int(count), [float(m) for m in mean], [float(s) for s in std], shape)
 
 
-def scale(images: tf.Tensor, mean: Optional[Sequence[float]] = None,
+def scale(images, mean: Optional[Sequence[float]] = None,
           std: Optional[Sequence[float]] = None) -> tf.Tensor:
     """Pixels 0..255 (any numeric dtype) -> float32 in [0, 1], normalised if ``mean`` is given."""
     x = tf.cast(images, tf.float32) / 255.0
@@ -53,50 +59,46 @@ def scale(images: tf.Tensor, mean: Optional[Sequence[float]] = None,
     return (x - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
 
 
-@tf.keras.utils.register_keras_serializable(package="lensflow")
-class PixelScaling(tf.keras.layers.Layer):
-    """``scale`` as a layer (float32 whatever the precision policy; no weights)."""
+@dataclass(frozen=True)
+class PixelScaling:
+    """The scaling a network was trained with: stored pixels -> the network's input.
+    ``mean``/``std`` are None when the run does not normalise ([0, 1] only)."""
 
-    def __init__(self, mean: Optional[Sequence[float]] = None,
-                 std: Optional[Sequence[float]] = None, **kwargs):
-        kwargs["dtype"] = "float32"
-        super().__init__(**kwargs)
-        if (mean is None) != (std is None):
+    mean: Optional[Tuple[float, ...]] = None
+    std: Optional[Tuple[float, ...]] = None
+
+    def __post_init__(self):
+        if (self.mean is None) != (self.std is None):
             raise ValueError("PixelScaling needs both mean and std, or neither")
-        self.mean = None if mean is None else [float(m) for m in mean]
-        self.std = None if std is None else [float(s) for s in std]
 
-    def call(self, images):
-        return scale(images, self.mean, self.std)
+    @classmethod
+    def of(cls, stats: PixelStats, normalize: bool) -> "PixelScaling":
+        """A run's scaling: normalised with ``stats`` when ``normalize``, else [0, 1] only."""
+        if not normalize:
+            return cls()
+        return cls(tuple(float(m) for m in stats.mean), tuple(float(s) for s in stats.std))
 
-    def get_config(self):
-        return {**super().get_config(), "mean": self.mean, "std": self.std}
+    def __call__(self, pixels) -> tf.Tensor:
+        """Stored pixels (uint8 or float 0..255) -> float32 network input."""
+        return scale(pixels, self.mean, self.std)
 
+    def write(self, serving_dir: str) -> None:
+        """``PIXEL_SCALING_FILE`` in an exported model's folder."""
+        path = os.path.join(serving_dir, PIXEL_SCALING_FILE)
+        tf.io.gfile.makedirs(os.path.dirname(path))
+        with tf.io.gfile.GFile(path, "w") as fh:
+            fh.write(json.dumps({"mean": None if self.mean is None else list(self.mean),
+                                 "std": None if self.std is None else list(self.std)}))
 
-def layer_for(stats: PixelStats, normalize: bool) -> PixelScaling:
-    """The scaling of a run: normalised with ``stats`` when ``normalize``, else [0, 1] only."""
-    if normalize:
-        return PixelScaling(stats.mean, stats.std, name=NAME)
-    return PixelScaling(name=NAME)
-
-
-def with_scaling(network: tf.keras.Model, layer: PixelScaling) -> tf.keras.Model:
-    """The exported model: stored pixels (float, 0..255) -> ``layer`` -> ``network``."""
-    inputs = tf.keras.Input(shape=network.input_shape[1:], name="pixels", dtype=tf.float32)
-    return tf.keras.Model(inputs, network(layer(inputs)), name=network.name)
-
-
-def network(model: tf.keras.Model) -> tf.keras.Model:
-    """The trained network inside an exported model (``model`` itself if it has no scaling)."""
-    names = [layer.name for layer in model.layers]
-    if NAME in names and isinstance(model.layers[-1], tf.keras.Model):
-        return model.layers[-1]
-    return model
-
-
-def network_input(model: tf.keras.Model, pixels) -> tf.Tensor:
-    """Stored pixels -> what ``network(model)`` takes (the model's own scaling applied)."""
-    names = [layer.name for layer in model.layers]
-    if NAME in names:
-        return model.get_layer(NAME)(tf.cast(pixels, tf.float32))
-    return tf.cast(pixels, tf.float32)
+    @classmethod
+    def read(cls, serving_dir: str) -> "PixelScaling":
+        """The scaling an exported model's network was trained with."""
+        path = os.path.join(serving_dir, PIXEL_SCALING_FILE)
+        if not tf.io.gfile.exists(path):
+            raise ValueError(f"{serving_dir} has no {PIXEL_SCALING_FILE}: not a lensflow "
+                             "serving model of this version")
+        with tf.io.gfile.GFile(path) as fh:
+            values = json.loads(fh.read())
+        mean, std = values.get("mean"), values.get("std")
+        return cls(None if mean is None else tuple(float(m) for m in mean),
+                   None if std is None else tuple(float(s) for s in std))

@@ -1,4 +1,5 @@
-"""Scaling in the model's graph is Transform's former scaling and normalisation on the stored pixels."""
+"""The scaling applied before the network is Transform's former scaling and normalisation on the
+stored pixels, and it survives being written beside an exported model."""
 import io
 
 import numpy as np
@@ -7,7 +8,6 @@ import tensorflow as tf
 from PIL import Image
 
 from lensflow.components.trainer import scaling
-from lensflow.components.trainer.models import build_model
 from lensflow.components.transform import preprocessing
 from lensflow.pipeline.config import ImageConfig, LensflowConfig
 from lensflow.pipeline.registry import FAMILIES
@@ -41,13 +41,12 @@ def test_model_scaling_of_stored_pixels_equals_the_former_transform_output():
                                          (x ** 2).sum(axis=(0, 1, 2)))
     np.testing.assert_allclose(stats.mean, mean, rtol=1e-12)
     np.testing.assert_allclose(stats.std, np.sqrt(std ** 2 + 1e-6), rtol=1e-9)
-    layer = scaling.layer_for(stats, normalize=True)
-    got = layer(tf.constant(pixels, tf.float32)).numpy()
+    got = scaling.PixelScaling.of(stats, normalize=True)(tf.constant(pixels)).numpy()
     former = _former_transform(floats)
     # the only difference is the uint8 rounding: half a level per pixel, in units of the std,
     # plus its (smaller) effect on the mean and std of the split
     assert np.abs(got - former).max() <= 0.6 / 255 / min(stats.std)
-    unnormalised = scaling.layer_for(stats, normalize=False)(tf.constant(pixels)).numpy()
+    unnormalised = scaling.PixelScaling.of(stats, normalize=False)(tf.constant(pixels)).numpy()
     assert np.abs(unnormalised - floats).max() <= 0.5 / 255 + 1e-6
 
 
@@ -55,30 +54,29 @@ def test_model_scaling_of_stored_pixels_equals_the_former_transform_output():
 def test_each_family_gets_its_registry_normalisation(family):
     stats = scaling.PixelStats(10, [0.2, 0.3, 0.4], [0.1, 0.2, 0.3])
     cfg = LensflowConfig().replace(**{"model.family": family, "image.color_mode": "rgb"})
-    layer = scaling.layer_for(stats, cfg.effective_normalize)
+    pixel_scaling = scaling.PixelScaling.of(stats, cfg.effective_normalize)
     assert cfg.effective_normalize == FAMILIES[family].normalize
-    white = layer(tf.fill([1, 2, 2, 3], 255.0)).numpy()[0, 0, 0]
+    white = pixel_scaling(tf.fill([1, 2, 2, 3], 255.0)).numpy()[0, 0, 0]
     expected = (1.0 - np.array(stats.mean)) / np.array(stats.std) \
         if FAMILIES[family].normalize else np.ones(3)
     np.testing.assert_allclose(white, expected, rtol=1e-6)
 
 
-def test_exported_model_is_scaling_then_the_trained_network_and_survives_saving(tmp_path):
-    cfg = LensflowConfig().replace(**{"model.family": "baseline_cnn", "image.size": 12})
-    network = build_model(cfg, (12, 12, 1), 3)
-    stats = scaling.PixelStats(4, [0.4], [0.25])
-    model = scaling.with_scaling(network, scaling.layer_for(stats, True))
-    pixels = np.random.default_rng(2).integers(0, 256, (5, 12, 12, 1)).astype(np.float32)
-    expected = network(scaling.scale(pixels, stats.mean, stats.std), training=False).numpy()
-    np.testing.assert_allclose(model(pixels, training=False).numpy(), expected, atol=1e-6)
-    assert scaling.network(model) is network
-    model.save(str(tmp_path / "m"), save_format="tf")
-    restored = tf.keras.models.load_model(str(tmp_path / "m"), compile=False)
-    np.testing.assert_allclose(restored(pixels, training=False).numpy(), expected, atol=1e-5)
-    assert isinstance(restored.get_layer(scaling.NAME), scaling.PixelScaling)
-    np.testing.assert_allclose(scaling.network_input(restored, pixels).numpy(),
-                               scaling.scale(pixels, stats.mean, stats.std).numpy(), atol=1e-6)
-    inner = scaling.network(restored)
-    np.testing.assert_allclose(
-        inner(scaling.network_input(restored, pixels), training=False).numpy(), expected,
-        atol=1e-5)
+@pytest.mark.parametrize("normalize", [True, False])
+def test_scaling_written_beside_a_model_reads_back_the_same(tmp_path, normalize):
+    stats = scaling.PixelStats(4, [0.4, 0.5, 0.6], [0.25, 0.2, 0.3])
+    written = scaling.PixelScaling.of(stats, normalize)
+    written.write(str(tmp_path))
+    read = scaling.PixelScaling.read(str(tmp_path))
+    assert read == written
+    pixels = np.random.default_rng(2).integers(0, 256, (2, 3, 3, 3)).astype(np.uint8)
+    np.testing.assert_array_equal(read(pixels).numpy(), written(pixels).numpy())
+    expected = (pixels / 255.0 - stats.mean) / stats.std if normalize else pixels / 255.0
+    np.testing.assert_allclose(read(pixels).numpy(), expected, atol=1e-6)
+
+
+def test_a_model_folder_without_scaling_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="pixel_scaling.json"):
+        scaling.PixelScaling.read(str(tmp_path))
+    with pytest.raises(ValueError, match="both mean and std"):
+        scaling.PixelScaling((0.5,), None)
