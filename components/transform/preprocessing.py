@@ -3,9 +3,10 @@
 Decode (``decode.py``, the same pixels as ingestion) -> colour mode -> resize (policy) -> rounded
 to uint8 and stored compactly (``encode_pixels``: one serialised uint8 tensor per image, ~1.0x the
 pixels where float32 was 4x); labels map to ids through a vocabulary that keeps the class names.
-Scaling to [0, 1] and the per-channel normalisation are the model's first layer
-(``components/trainer/scaling.py``), so the materialised examples stay small and the serving
-SavedModel is still one graph: this transform, then the model.
+Scaling to [0, 1] and the per-channel normalisation come after (``components/trainer/scaling.py``:
+the training input applies them, and so do the serving signatures, with the statistics as
+constants), so the materialised examples stay small and the serving SavedModel is still one
+graph: this transform, the scaling, then the trained network.
 Augmentation is deliberately absent: it would be materialised once (losing its point) and
 would leak into the serving graph. It lives in ``augment.py`` and runs on training batches.
 """
