@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from lensflow.components.report.interpret import load_keras_model, transformed_images
+from lensflow.components.trainer import scaling
 
 
 def _latencies(call: Callable, inputs: Sequence, repeats: int) -> List[float]:
@@ -41,7 +42,7 @@ def serving(model_dir: str, encoded: List[bytes], repeats: int = 200) -> Dict:
     saved = _profile(lambda x: signature(images=x), singles, batches, repeats)
 
     model = load_keras_model(model_dir)
-    decoded = transformed_images(model, encoded)
+    decoded = transformed_images(model, encoded, scaling.PixelScaling.read(model_dir))
     spec = tf.TensorSpec([None, *decoded.shape[1:]], tf.float32)
     forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
     singles_t = [tf.constant(decoded[i:i + 1]) for i in range(min(64, len(decoded)))]

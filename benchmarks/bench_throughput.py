@@ -15,10 +15,10 @@ from tfx.components.util import tfxio_utils
 from tfx.types import standard_artifacts
 
 from lensflow.components.trainer import data as trainer_data
-from lensflow.components.trainer import optim
+from lensflow.components.trainer import optim, scaling
 from lensflow.components.trainer.models import build_model
 from lensflow.components.trainer.run import compile_model
-from lensflow.components.transform import augment, features
+from lensflow.components.transform import augment, features, preprocessing
 from lensflow.pipeline.config import LensflowConfig
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -98,12 +98,15 @@ def trainer_input(pipeline_root: str, cfg: LensflowConfig, steps: int, repeats: 
     examples = _newest(os.path.join(pipeline_root, "Transform", "transformed_examples"))
     output = tft.TFTransformOutput(transform)
     pattern = [os.path.join(examples, "Split-train", "*")]
-    shape = trainer_data.image_shape(output)
     classes = len(output.vocabulary_by_name(features.LABEL_VOCAB_NAME))
-    pipeline_ds = trainer_data.train_dataset(pattern, _data_accessor(), output, cfg).repeat()
+    stats = trainer_data.split_statistics(pattern, _data_accessor(), output, cfg)
+    shape = stats.shape
+    pipeline_ds = trainer_data.train_dataset(pattern, _data_accessor(), output, cfg,
+                                             stats).repeat()
+    pixel_scaling = scaling.PixelScaling.of(stats, cfg.effective_normalize)
     images, labels = [], []
     for x, y in trainer_data.labelled_images(pattern, _data_accessor(), output).batch(4096):
-        images.append(x.numpy())
+        images.append(pixel_scaling(preprocessing.decode_pixels(x, shape)).numpy())
         labels.append(y.numpy())
     x_all, y_all = np.concatenate(images), np.concatenate(labels)
     memory_ds = tf.data.Dataset.from_tensor_slices((x_all, y_all)).shuffle(

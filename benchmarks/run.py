@@ -4,6 +4,7 @@ Runs the five comparisons of docs/PERFORMANCE.md on one pre-split image tree (by
 official Fashion-MNIST train/test split exported from the Debian idx files), each side in the
 same run on the same files, and writes ``results.json`` and ``results.md`` to ``--out``.
 Not part of the test suite: it takes minutes to hours depending on ``--per-class``.
+``run.py memory [--sizes N ...]`` runs the memory benchmark instead (``bench_memory.py``).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import yaml  # noqa: E402
 
 import bench_markdown  # noqa: E402
+import bench_memory  # noqa: E402
 import bench_pipeline  # noqa: E402
 import bench_serving  # noqa: E402
 import bench_serving_load  # noqa: E402
@@ -89,6 +91,9 @@ def _training_overrides(args) -> dict:
 
 
 def main(argv=None) -> dict:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["memory"]:
+        return bench_memory.main(argv[1:])
     args = _args(argv)
     wanted = set(args.only.split(","))
     data, cfg, config_path = _prepare(args)

@@ -139,7 +139,9 @@ class TrainConfig:
     (under ``resume_dir``, default ``<home>/resume``) so a killed Trainer resumes at its last
     finished epoch; the backups are deleted when the model is exported. ``distribution``: one
     process, local GPUs or the workers of ``TF_CONFIG`` (``DISTRIBUTIONS`` in the registry);
-    ``batch_size`` is the global batch, split over the replicas."""
+    ``batch_size`` is the global batch, split over the replicas. ``cache_budget_mb``: a split
+    whose stored images fit is cached in RAM, a larger one is read from disk every epoch;
+    ``shuffle_buffer_mb`` bounds the shuffle buffer (stored uint8 images)."""
 
     epochs: int = 3
     batch_size: int = 32
@@ -155,6 +157,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
     shuffle_buffer_mb: int = 512
+    cache_budget_mb: int = 256
     precision: str = "float32"
     resume: bool = True
     resume_dir: Optional[str] = None
@@ -527,6 +530,9 @@ def _validate_train(train: TrainConfig) -> None:
         raise ConfigError(f"train.label_smoothing={train.label_smoothing}; must be within [0, 1)")
     if train.shuffle_buffer_mb < 1:
         raise ConfigError(f"train.shuffle_buffer_mb={train.shuffle_buffer_mb}; must be at least 1")
+    if train.cache_budget_mb < 0:
+        raise ConfigError(f"train.cache_budget_mb={train.cache_budget_mb}; must be at least 0 "
+                          "(0: never cache a split in RAM)")
     if train.resume_dir is not None and not (
             os.path.isabs(train.resume_dir) or _URI.match(train.resume_dir)):
         raise ConfigError(f"train.resume_dir={train.resume_dir!r}; expected an absolute path or a "

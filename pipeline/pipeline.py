@@ -39,7 +39,7 @@ PREPROCESSING_FN = "lensflow.components.transform.preprocessing.preprocessing_fn
 RUN_FN = "lensflow.components.trainer.run.run_fn"
 TUNER_FN = "lensflow.components.trainer.tuning.tuner_fn"
 PRESPLIT_NAMES = {"train", "test", "eval", "validation"}
-TRAINER_KEYS = ["home", "augment", "model", "train", "tuner", "evaluation.top_k",
+TRAINER_KEYS = ["home", "augment", "image", "model", "train", "tuner", "evaluation.top_k",
                 "data.max_file_bytes"]
 
 
@@ -239,7 +239,12 @@ def create_pipeline(cfg: LensflowConfig, *, metadata_connection_config=None,
         preprocessing_fn=PREPROCESSING_FN,
         splits_config=transform_pb2.SplitsConfig(
             analyze=["train"], transform=sorted({"train", "eval", eval_split})),
-        custom_config={CUSTOM_CONFIG_KEY: transform_config(cfg)})
+        custom_config={CUSTOM_CONFIG_KEY: transform_config(cfg)},
+        # No pre/post-transform statistics: TFX's post-transform pass waits for the transformed
+        # data's write through a side input, so DirectRunner buffers every transformed example
+        # in memory (peak RSS grew with the dataset). StatisticsGen has the raw data's
+        # statistics; the transformed images are stored bytes.
+        disable_statistics=True)
     components = [example_gen, schema_gen, statistics_gen, example_validator, drift_check, gate,
                   transform]
 

@@ -13,7 +13,8 @@ import tensorflow_model_analysis as tfma
 import tensorflow_transform as tft
 from click.testing import CliRunner
 
-from lensflow.components.transform import features
+from lensflow.components.trainer import scaling
+from lensflow.components.transform import features, preprocessing
 from lensflow.pipeline import outcome
 from lensflow.pipeline.config import SAMPLE_DATA
 
@@ -45,16 +46,33 @@ def test_pushed_serving_default_agrees_with_the_keras_model(e2e):
     pushed = tf.saved_model.load(e2e.summary["pushed_model_dir"])
     images = [sample_image(c) for c in ("trouser", "bag", "sneaker")]
     served = pushed.signatures["serving_default"](images=tf.constant(images))
-    keras_model = tf.keras.models.load_model(
-        os.path.join(e2e.summary["model_uri"], "Format-Serving"))
+    serving_dir = os.path.join(e2e.summary["model_uri"], "Format-Serving")
+    keras_model = tf.keras.models.load_model(serving_dir)
     transform_uri = glob.glob(os.path.join(e2e.config.pipeline_root, "Transform", "transform_graph", "*"))[0]
     transformed = tft.TFTransformOutput(transform_uri).transform_features_layer()(
         {features.IMAGE_KEY: tf.constant([[i] for i in images])})
-    expected = keras_model(transformed[features.IMAGE_XF], training=False).numpy()
+    pixels = preprocessing.decode_pixels(transformed[features.IMAGE_XF], (28, 28, 1))
+    assert pixels.dtype == tf.uint8
+    expected = keras_model(scaling.PixelScaling.read(serving_dir)(pixels), training=False).numpy()
     np.testing.assert_allclose(served[features.PROBABILITIES].numpy(), expected, atol=1e-5)
     names = [n.decode() for n in served[features.CLASS_NAMES].numpy()]
     assert names[0] == "trouser"
     assert list(served[features.CLASS_IDS].numpy()) == list(expected.argmax(axis=1))
+
+
+def test_pushed_model_is_the_trained_network_without_optimizer_state(e2e):
+    pushed = e2e.summary["pushed_model_dir"]
+    keys = [name for name, _ in tf.train.list_variables(os.path.join(pushed, "variables",
+                                                                     "variables"))]
+    assert keys and not [k for k in keys if "optimizer" in k.lower()]
+    keras_model = tf.keras.models.load_model(pushed, compile=False)
+    # nothing nested but the Transform layer the signatures use
+    assert [layer for layer in keras_model.layers if isinstance(layer, tf.keras.Model)] \
+        == [keras_model.tft_layer]
+    assert len([k for k in keys if k.startswith("layer_with_weights-")]) \
+        == len([w for layer in keras_model.layers if layer is not keras_model.tft_layer
+                for w in layer.weights])
+    assert scaling.PixelScaling.read(pushed).mean is not None  # baseline_cnn normalises
 
 
 def test_examples_signature_and_transform_features_are_exported(e2e):
@@ -69,7 +87,9 @@ def test_examples_signature_and_transform_features_are_exported(e2e):
     np.testing.assert_allclose(by_example[features.PROBABILITIES], by_image[features.PROBABILITIES],
                                atol=1e-6)
     transformed = pushed.signatures["transform_features"](examples=serialized)
-    assert transformed[features.IMAGE_XF].shape[1:] == (28, 28, 1)
+    assert transformed[features.IMAGE_XF].dtype == tf.string
+    assert preprocessing.decode_pixels(transformed[features.IMAGE_XF], (28, 28, 1)).shape[1:] \
+        == (28, 28, 1)
 
 
 def test_cli_rerun_is_cached_and_writes_the_summary_json(e2e, tmp_path):

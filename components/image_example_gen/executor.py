@@ -9,6 +9,8 @@ Copies of one image (``duplicates.py``) are grouped in one global step and a gro
 one split; copies dropped by the label-conflict or pre-split policy are rejected with the reason.
 The Examples artifact records ``data_fingerprint``, a
 digest of what was ingested, from which the training fingerprint is computed at run time.
+No step holds every decoded example (``GenerateExamplesByBeam``): memory does not grow with the
+dataset beyond one small record per file for the duplicate search.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ from lensflow.pipeline.disk_errors import disk_cause
 REJECTED_TAG = "rejected"
 NOT_SERVEABLE_TAG = "not_serveable"
 _WORK_DIR = ".ingestion"
+SPLIT_FILE = "data_tfrecord"   # TFX's name for a split's files (``-<shard>-of-<n>.gz``)
 BATCH_MIN, BATCH_MAX = 16, 256   # files per decode batch (Beam adapts within these bounds)
 
 
@@ -165,22 +168,44 @@ def _reject_line(path: str, reason: str) -> str:
     return json.dumps({"path": path, "reason": reason}, ensure_ascii=False)
 
 
+def spill(record) -> bytes:
+    """A decoded file as one record of the spill (``ReadSpill`` reads it back once duplicates are
+    resolved): its placement fields (split, label, path, sha256) as one JSON line, then its
+    serialised tf.Example."""
+    member, example = record
+    head = json.dumps([member.split, member.label, member.path, member.sha256], ensure_ascii=False)
+    return head.encode("utf-8") + b"\n" + example.SerializeToString()
+
+
+def unspill(data: bytes):
+    """``spill``'s inverse: ((split, label, path, sha256), serialised tf.Example)."""
+    head, _, body = data.partition(b"\n")
+    return tuple(json.loads(head.decode("utf-8"))), body
+
+
+def read_spill(path: str):
+    """The records of one spill file, one at a time (never the whole file in memory)."""
+    for data in tf.data.TFRecordDataset(path).as_numpy_iterator():
+        yield unspill(data)
+
+
 class _Place(beam.DoFn):
     """Put one decoded file in its split, drawn from its duplicate group's key (its own content
-    hash when it has no copy), or reject it as its group's verdict says."""
+    hash when it has no copy), or reject it as its group's verdict says. Yields (split, label,
+    path, sha256, serialised tf.Example)."""
 
     def __init__(self, buckets, present_splits):
         self._buckets = buckets
         self._present = list(present_splits)
 
     def process(self, record, resolution: duplicates.Resolution):
-        member, example = record
-        verdict = resolution.verdicts.get(member.path)
+        (split, label, path, sha256), example = record
+        verdict = resolution.verdicts.get(path)
         if verdict is not None and verdict.dropped:
-            yield beam.pvalue.TaggedOutput(REJECTED_TAG, _reject_line(member.path, verdict.dropped))
+            yield beam.pvalue.TaggedOutput(REJECTED_TAG, _reject_line(path, verdict.dropped))
             return
-        key = verdict.key if verdict is not None else member.sha256
-        yield assign_split(member.split, key, self._buckets, self._present), member.label, example
+        key = verdict.key if verdict is not None else sha256
+        yield assign_split(split, key, self._buckets, self._present), label, path, sha256, example
 
 
 class FindDuplicates(beam.PTransform):
@@ -208,10 +233,8 @@ class FindDuplicates(beam.PTransform):
 
 def fingerprint_line(record) -> str:
     """One ingested example as a fingerprint line: split, label, path, content hash."""
-    split, label, example = record
-    feature = example.features.feature
-    return json.dumps([split, label, feature[features.PATH_KEY].bytes_list.value[0].decode(),
-                       feature[features.HASH_KEY].bytes_list.value[0].decode()])
+    split, label, path, sha256, _ = record
+    return json.dumps([split, label, path, sha256])
 
 
 def digest_lines(lines: Iterable[str]) -> str:
@@ -252,6 +275,18 @@ class Executor(BaseExampleGenExecutor):
         raise NotImplementedError("ImageExampleGen generates all splits in GenerateExamplesByBeam")
 
     def GenerateExamplesByBeam(self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any]):
+        """Decode, resolve duplicates, place and write every split; returns no split for the
+        base executor to write.
+
+        Memory does not grow with the data: no step holds every decoded example. Placement needs
+        the duplicate resolution, a global result; a step taking it as a side input would make
+        the runner buffer all its input until the resolution is complete (DirectRunner holds it
+        in memory). So decoded examples are spilled to a TFRecord in the work folder as they are
+        decoded, and read back one at a time once the resolution exists (``ReadSpill`` waits
+        on the spill's file names and the resolution, both small). The splits are written here
+        rather than by TFX's ``WriteSplit``, whose ``Reshuffle`` is a GroupByKey over every
+        example; the order is mixed already (``mixed_order``, and Beam's reshuffled
+        ``Create``)."""
         cfg = from_custom_config(_custom_config(exec_properties), "ImageExampleGen")
         result, splits, work = self._scan, self._splits, self._work_dir
         decoded = (
@@ -265,9 +300,15 @@ class Executor(BaseExampleGenExecutor):
                       | "Member" >> beam.Map(lambda rec: rec[0])
                       | "FindDuplicates" >> FindDuplicates(settings, cfg.data.split_buckets,
                                                            result.splits))
-        placed = decoded.ok | "Place" >> beam.ParDo(
-            _Place(cfg.data.split_buckets, result.splits),
-            resolution=beam.pvalue.AsSingleton(resolution)).with_outputs(REJECTED_TAG, main="ok")
+        spilled = (decoded.ok
+                   | "Spill" >> beam.Map(spill)
+                   | "WriteSpill" >> beam.io.WriteToTFRecord(os.path.join(work, "decoded"),
+                                                             file_name_suffix=".tfrecord"))
+        placed = (spilled
+                  | "ReadSpill" >> beam.FlatMap(read_spill)
+                  | "Place" >> beam.ParDo(_Place(cfg.data.split_buckets, result.splits),
+                                          resolution=beam.pvalue.AsSingleton(resolution)
+                                          ).with_outputs(REJECTED_TAG, main="ok"))
         _ = ((decoded[REJECTED_TAG], placed[REJECTED_TAG])
              | "AllRejected" >> beam.Flatten()
              | "WriteRejected" >> beam.io.WriteToText(
@@ -294,8 +335,13 @@ class Executor(BaseExampleGenExecutor):
                                                          file_name_suffix=".txt"))
         parts = placed.ok | "Split" >> beam.Partition(
             lambda rec, _n: splits.index(rec[0]), len(splits))
-        return {name: parts[i] | f"Example{name}" >> beam.Map(lambda rec: rec[2])
-                for i, name in enumerate(splits)}
+        for i, name in enumerate(splits):
+            _ = (parts[i]
+                 | f"Example{name}" >> beam.Map(lambda rec: rec[4])
+                 | f"Write{name}" >> beam.io.WriteToTFRecord(
+                     os.path.join(artifact_utils.get_split_uri([self._examples], name), SPLIT_FILE),
+                     file_name_suffix=".gz"))
+        return {}
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         examples = artifact_utils.get_single_instance(
@@ -304,6 +350,7 @@ class Executor(BaseExampleGenExecutor):
         cfg = from_custom_config(_custom_config(exec_properties), "ImageExampleGen")
         self._scan = scan(cfg, exec_properties[standard_component_specs.INPUT_BASE_KEY])
         self._splits = output_splits(self._scan, cfg)
+        self._examples = examples
         exec_properties = {**exec_properties,
                            standard_component_specs.OUTPUT_CONFIG_KEY: _output_config(self._splits)}
         try:

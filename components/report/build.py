@@ -114,10 +114,12 @@ def interpretation_section(model_uri: str, preds: predictions.Predictions,
                            count: int = EXPLAIN_COUNT) -> Dict[str, Any]:
     """Saliency and Grad-CAM for a few samples; filter-bank kernels and responses if any."""
     from lensflow.components.report import interpret
+    from lensflow.components.trainer import scaling
 
     model = interpret.load_keras_model(serving_dir(model_uri))
+    pixel_scaling = scaling.PixelScaling.read(serving_dir(model_uri))
     rows = _explain_rows(preds, wrong, names, count)
-    images = interpret.transformed_images(model, [preds.images[r] for r in rows])
+    images = interpret.transformed_images(model, [preds.images[r] for r in rows], pixel_scaling)
     class_ids = [int(preds.predicted[r]) for r in rows]
     salient = interpret.saliency(model, images, class_ids)
     try:

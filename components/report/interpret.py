@@ -1,8 +1,10 @@
 """Why the model said what it said: SmoothGrad saliency, Grad-CAM and filter-bank responses.
 
-All maps are computed on the transformed image (what the network sees), through the Keras
-model restored from the serving SavedModel; its ``tft_layer`` turns encoded bytes into that
-image exactly as serving does.
+All maps are computed on the network's input (what the network sees), through the Keras
+model restored from the serving SavedModel (the trained network itself): its ``tft_layer``
+turns encoded bytes into stored pixels exactly as serving does, and the scaling written beside
+it (``scaling.PixelScaling.read``) turns those into the network's input, as the serving
+signatures do.
 """
 from __future__ import annotations
 
@@ -11,10 +13,10 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from lensflow.components.trainer import filters
+from lensflow.components.trainer import filters, scaling
 from lensflow.components.trainer.backbones import preprocessing  # noqa: F401 - registers ScaleShift
 from lensflow.components.trainer.models import tta
-from lensflow.components.transform import features
+from lensflow.components.transform import features, preprocessing
 
 SMOOTHGRAD_SAMPLES = 8
 SMOOTHGRAD_NOISE = 0.1
@@ -28,10 +30,14 @@ def load_keras_model(serving_dir: str) -> tf.keras.Model:
     return model
 
 
-def transformed_images(model: tf.keras.Model, encoded: Sequence[bytes]) -> np.ndarray:
-    """Encoded image bytes -> the float model input ``[N, H, W, C]`` via Transform's graph."""
+def transformed_images(model: tf.keras.Model, encoded: Sequence[bytes],
+                       pixel_scaling: scaling.PixelScaling) -> np.ndarray:
+    """Encoded image bytes -> what the trained network sees ``[N, H, W, C]``: Transform's graph,
+    then the scaling the network was trained with (``scaling.PixelScaling.read(serving_dir)``)."""
     raw = {features.IMAGE_KEY: tf.reshape(tf.constant(list(encoded)), [-1, 1])}
-    return model.tft_layer(raw)[features.IMAGE_XF].numpy()
+    pixels = preprocessing.decode_pixels(model.tft_layer(raw)[features.IMAGE_XF],
+                                         model.input_shape[1:])
+    return pixel_scaling(pixels).numpy()
 
 
 def _normalise(maps: np.ndarray) -> np.ndarray:
@@ -111,7 +117,8 @@ def _score_head(model: tf.keras.Model, scores: bool = True):
 
 def score_function(model: tf.keras.Model):
     """``x -> [N, classes]`` pre-softmax class scores; for a flip-TTA model the mean over the
-    image and its mirror (the gradient then flows through both passes, as the prediction does)."""
+    image and its mirror (the gradient then flows through both passes, as the prediction does).
+    ``x`` is the network's input (``transformed_images``)."""
     inner = tta.unwrap(model)
     score_input, head = _score_head(inner)
     body = tf.keras.Model(inner.inputs, score_input)

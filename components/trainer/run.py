@@ -8,7 +8,8 @@ from typing import Optional
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from lensflow.components.trainer import choice, data, distribution, optim, resume, signatures
+from lensflow.components.trainer import (choice, data, distribution, optim, resume, scaling,
+                                        signatures)
 from lensflow.components.trainer.models import build_model
 from lensflow.components.transform import augment, features
 from lensflow.pipeline.config import LensflowConfig, from_custom_config
@@ -84,14 +85,19 @@ def train(model, cfg: LensflowConfig, train_data, eval_ds, log_dir: str,
 
 
 def export(model, tf_transform_output, names, serving_model_dir: str,
-           max_file_bytes: int) -> None:
-    """SavedModel with the three signatures (Keras-loadable too)."""
-    sigs = signatures.make_signatures(model, tf_transform_output, names, max_file_bytes)
-    model.save(serving_model_dir, save_format="tf", signatures=sigs)
+           max_file_bytes: int, pixel_scaling: scaling.PixelScaling) -> None:
+    """SavedModel of the trained network itself with the three signatures (Keras-loadable
+    too), without the optimizer's state (serving never needs it; Adam's slots tripled the
+    variables); the signatures apply ``pixel_scaling`` before the network, and it is written
+    beside the class names for callers of the Keras model."""
+    sigs = signatures.make_signatures(model, tf_transform_output, names, max_file_bytes,
+                                      pixel_scaling)
+    model.save(serving_model_dir, save_format="tf", signatures=sigs, include_optimizer=False)
     path = os.path.join(serving_model_dir, features.CLASS_NAMES_FILE)
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.gfile.GFile(path, "w") as fh:
         fh.write(json.dumps(list(names)))
+    pixel_scaling.write(serving_model_dir)
 
 
 def run_fn(fn_args) -> None:
@@ -112,33 +118,37 @@ def run_fn(fn_args) -> None:
     tf.keras.utils.set_random_seed(cfg.train.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     names = class_names(tf_transform_output)
-    examples = data.count_examples(fn_args.train_files, fn_args.data_accessor,
-                                   tf_transform_output)
-    batches_per_pass = -(-examples // cfg.train.batch_size)
+    stats = data.split_statistics(fn_args.train_files, fn_args.data_accessor,
+                                  tf_transform_output, cfg)
+    eval_examples = data.count_examples(fn_args.eval_files, fn_args.data_accessor,
+                                        tf_transform_output)
+    batches_per_pass = -(-stats.count // cfg.train.batch_size)
     steps = cfg.train.steps_per_epoch or batches_per_pass
 
     def train_data(first_epoch: int):
         dataset = data.epoch_stream(fn_args.train_files, fn_args.data_accessor,
-                                    tf_transform_output, cfg, steps, batches_per_pass, first_epoch)
+                                    tf_transform_output, cfg, steps, batches_per_pass, stats,
+                                    first_epoch)
         return optim.one_hot_labels(dataset, len(names)) if cfg.train.label_smoothing else dataset
 
     eval_ds = data.eval_dataset(fn_args.eval_files, fn_args.data_accessor,
-                                tf_transform_output, cfg)
+                                tf_transform_output, cfg, stats, eval_examples)
     if cfg.train.label_smoothing:
         eval_ds = optim.one_hot_labels(eval_ds, len(names))
     root = resume.backup_dir(fn_args, cfg) if cfg.train.resume else None
     with strategy.scope():
-        model = build_model(cfg, data.image_shape(tf_transform_output), len(names))
+        model = build_model(cfg, stats.shape, len(names))
         progress = resume.Progress(root, resume.total_epochs(cfg), writer=chief)
-        history = train(model, cfg, train_data, eval_ds, fn_args.model_run_dir, batches_per_pass,
-                        progress)
+        history = train(model, cfg, train_data, eval_ds, fn_args.model_run_dir,
+                        batches_per_pass, progress)
     with distribution.write_dir(fn_args.serving_model_dir, chief) as serving_model_dir:
-        export(model, tf_transform_output, names, serving_model_dir, cfg.data.max_file_bytes)
+        export(model, tf_transform_output, names, serving_model_dir, cfg.data.max_file_bytes,
+               scaling.PixelScaling.of(stats, cfg.effective_normalize))
     if chief:
         write_run_files(fn_args.model_run_dir, history, cfg, progress)
         choice.write(fn_args.model_run_dir,
                      choice.record_for_training(fn_args.custom_config, cfg,
-                                                data.image_shape(tf_transform_output)))
+                                                stats.shape))
     distribution.barrier(strategy)
     if chief:
         resume.discard(root)

@@ -41,19 +41,23 @@ class LensflowHyperModel(kt.HyperModel):
         self.fn_args = fn_args
         self.transform_output = transform_output
         self.num_classes = len(class_names(transform_output))
+        self.stats = data.split_statistics(fn_args.train_files, fn_args.data_accessor,
+                                           transform_output, cfg)
+        self.eval_examples = data.count_examples(fn_args.eval_files, fn_args.data_accessor,
+                                                 transform_output)
 
     def build(self, hp):
         cfg = trial_config(self.cfg, hp)
-        model = build_model(cfg, data.image_shape(self.transform_output), self.num_classes)
+        model = build_model(cfg, self.stats.shape, self.num_classes)
         compile_model(model, cfg.train.learning_rate, min(cfg.evaluation.top_k, self.num_classes))
         return model
 
     def fit(self, hp, model, *args, **kwargs):
         cfg = trial_config(self.cfg, hp)
         train = data.train_dataset(self.fn_args.train_files, self.fn_args.data_accessor,
-                                   self.transform_output, cfg)
+                                   self.transform_output, cfg, self.stats)
         evaluation = data.eval_dataset(self.fn_args.eval_files, self.fn_args.data_accessor,
-                                       self.transform_output, cfg)
+                                       self.transform_output, cfg, self.stats, self.eval_examples)
         kwargs.pop("x", None)
         kwargs.pop("validation_data", None)
         return model.fit(train, validation_data=evaluation, epochs=cfg.tuner.epochs,

@@ -12,7 +12,7 @@ SIZE_BUCKET_KEY = "size_bucket"    # slice: original size bucket (e.g. "<=32px")
 BRIGHTNESS_BUCKET_KEY = "brightness_bucket"  # slice: dark / medium / bright
 
 # Transformed features produced by preprocessing_fn.
-IMAGE_XF = "image_xf"              # float32 [H, W, C], resized, scaled and normalised
+IMAGE_XF = "image_xf"              # uint8 [H, W, C], resized, one serialised tensor (scaled after, scaling.py)
 LABEL_XF = "label_xf"              # int64 class id from the label vocabulary
 
 LABEL_VOCAB_NAME = "label"         # tft vocabulary file holding the class names

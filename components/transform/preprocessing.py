@@ -1,7 +1,12 @@
 """Transform's module: the deterministic image preprocessing shared by training, eval and serving.
 
-Decode (``decode.py``, the same pixels as ingestion) -> colour mode -> resize (policy) -> scale to [0, 1] -> per-channel normalisation with
-full-pass statistics; labels map to ids through a vocabulary that keeps the class names.
+Decode (``decode.py``, the same pixels as ingestion) -> colour mode -> resize (policy) -> rounded
+to uint8 and stored compactly (``encode_pixels``: one serialised uint8 tensor per image, ~1.0x the
+pixels where float32 was 4x); labels map to ids through a vocabulary that keeps the class names.
+Scaling to [0, 1] and the per-channel normalisation come after (``components/trainer/scaling.py``:
+the training input applies them, and so do the serving signatures, with the statistics as
+constants), so the materialised examples stay small and the serving SavedModel is still one
+graph: this transform, the scaling, then the trained network.
 Augmentation is deliberately absent: it would be materialised once (losing its point) and
 would leak into the serving graph. It lives in ``augment.py`` and runs on training batches.
 """
@@ -12,9 +17,6 @@ import tensorflow_transform as tft
 
 from lensflow.components.transform import decode, features
 from lensflow.pipeline.config import DataConfig, ImageConfig, from_custom_config
-
-_EPS = 1e-6
-
 
 def channels_for(image_cfg: ImageConfig) -> int:
     """Model input channels for a colour mode."""
@@ -56,14 +58,32 @@ def decode_and_resize(encoded: tf.Tensor, image_cfg: ImageConfig,
     return tf.map_fn(one, (encoded, formats, png_kinds, png_exif), fn_output_signature=spec)
 
 
-def normalise(images: tf.Tensor) -> tf.Tensor:
-    """Per-channel (x - mean) / std with full-pass statistics over the training data."""
-    channels = images.shape[-1]
-    flat = tf.reshape(images, [-1, images.shape[1] * images.shape[2], channels])
-    mean = tf.reduce_mean(tft.mean(flat, reduce_instance_dims=False), axis=0)
-    mean_sq = tf.reduce_mean(tft.mean(tf.square(flat), reduce_instance_dims=False), axis=0)
-    std = tf.sqrt(tf.maximum(mean_sq - tf.square(mean), 0.0) + _EPS)
-    return (images - mean) / std
+def to_uint8(images: tf.Tensor) -> tf.Tensor:
+    """Float pixels in [0, 1] -> uint8 [0, 255], rounded to nearest (what is stored)."""
+    return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8)
+
+
+def encode_pixels(images: tf.Tensor) -> tf.Tensor:
+    """uint8 [B, H, W, C] -> [B] strings, each one serialised tensor (the pixels plus a header of
+    a few bytes): the stored form of ``image_xf``."""
+    return tf.map_fn(tf.io.serialize_tensor, images,
+                     fn_output_signature=tf.TensorSpec([], tf.string))
+
+
+def decode_pixel(serialized: tf.Tensor, shape) -> tf.Tensor:
+    """One stored ``image_xf`` string -> uint8 ``shape`` (H, W, C)."""
+    return tf.ensure_shape(tf.io.parse_tensor(serialized, tf.uint8), shape)
+
+
+def decode_pixels(serialized: tf.Tensor, shape) -> tf.Tensor:
+    """[B] stored ``image_xf`` strings -> uint8 [B, H, W, C] (the model's input)."""
+    return tf.map_fn(lambda s: decode_pixel(s, shape), serialized,
+                     fn_output_signature=tf.TensorSpec(shape, tf.uint8))
+
+
+def image_shape(cfg) -> tuple:
+    """(H, W, C) of the stored image for a config."""
+    return (cfg.image.size, cfg.image.size, channels_for(cfg.image))
 
 
 def _dense_scalar(value: tf.Tensor) -> tf.Tensor:
@@ -74,13 +94,11 @@ def _dense_scalar(value: tf.Tensor) -> tf.Tensor:
 
 
 def preprocessing_fn(inputs, custom_config=None):
-    """tf.Transform entry point: raw features -> ``image_xf`` and ``label_xf``."""
+    """tf.Transform entry point: raw features -> ``image_xf`` (stored uint8) and ``label_xf``."""
     cfg = from_custom_config(custom_config, "Transform")
     images = decode_and_resize(_dense_scalar(inputs[features.IMAGE_KEY]), cfg.image,
                                cfg.data.max_image_pixels)
-    if cfg.effective_normalize:
-        images = normalise(images)
-    outputs = {features.IMAGE_XF: images}
+    outputs = {features.IMAGE_XF: encode_pixels(to_uint8(images))}
     if features.LABEL_KEY in inputs:
         outputs[features.LABEL_XF] = tft.compute_and_apply_vocabulary(
             _dense_scalar(inputs[features.LABEL_KEY]), vocab_filename=features.LABEL_VOCAB_NAME)

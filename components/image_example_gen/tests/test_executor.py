@@ -1,6 +1,7 @@
 """ImageExampleGen's Beam executor on a folder laced with bad files, and on a pre-split tree."""
 import glob
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,9 +9,10 @@ import tensorflow as tf
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
-from lensflow.components.image_example_gen import report
+from lensflow.components.image_example_gen import duplicates, report
 from lensflow.components.image_example_gen.component import ImageExampleGen
-from lensflow.components.image_example_gen.executor import Executor, assign_split
+from lensflow.components.image_example_gen.executor import (Executor, assign_split, read_spill,
+                                                            spill)
 from lensflow.components.image_example_gen.scan import DatasetError
 from lensflow.components.image_example_gen.tests.badfiles import make_bad_tree
 from lensflow.components.transform import features
@@ -69,6 +71,22 @@ def test_bad_files_are_reported_with_reasons_and_counts_reconcile(tmp_path):
         assert feat[features.LABEL_KEY].bytes_list.value[0].decode() == label
         decoded = tf.io.decode_png(feat[features.IMAGE_KEY].bytes_list.value[0])
         assert decoded.shape[0] == feat[features.HEIGHT_KEY].int64_list.value[0]
+    # the decoded examples spilled while duplicates were resolved are gone with the work folder
+    assert not os.path.exists(os.path.join(examples.uri, ".ingestion"))
+
+
+def test_a_spilled_record_reads_back_with_its_placement_fields_and_example_bytes(tmp_path):
+    member = duplicates.Member("täg/a\nb.png", "täg", "train", "ab" * 32, 7, b"\0" * 256)
+    example = tf.train.Example(features=tf.train.Features(feature={
+        features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"\n\0png"]))}))
+    path = str(tmp_path / "spill.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for split in ("train", None):
+            writer.write(spill((replace(member, split=split), example)))
+    read = list(read_spill(path))
+    assert [fields for fields, _ in read] == [
+        ("train", "täg", "täg/a\nb.png", "ab" * 32), (None, "täg", "täg/a\nb.png", "ab" * 32)]
+    assert all(tf.train.Example.FromString(body) == example for _, body in read)
 
 
 def test_presplit_tree_keeps_test_apart_and_lends_eval_from_train(tmp_path):

@@ -41,23 +41,54 @@ def config(**image) -> LensflowConfig:
     return LensflowConfig(image=ImageConfig(**{"size": 8, **image}))
 
 
+def stored(row, shape) -> np.ndarray:
+    """A transformed row's image as the model receives it (uint8 pixels)."""
+    return preprocessing.decode_pixels(tf.constant([row[features.IMAGE_XF]]), shape).numpy()[0]
+
+
 @pytest.mark.slow  # a tf.Transform Beam pipeline of its own
-def test_constant_images_normalise_to_known_values_and_labels_keep_names():
+def test_constant_images_are_stored_as_exact_uint8_and_labels_keep_names():
     black, white = png(np.zeros((8, 8))), png(np.full((8, 8), 255))
     rows = [{features.IMAGE_KEY: [black], features.LABEL_KEY: [b"boot"]},
             {features.IMAGE_KEY: [white], features.LABEL_KEY: [b"bag"]},
             {features.IMAGE_KEY: [white], features.LABEL_KEY: [b"bag"]},
             {features.IMAGE_KEY: [black], features.LABEL_KEY: [b"boot"]}]
     transformed, output = analyse(rows, config())
-    # mean 0.5, std 0.5 over the training data -> black = -1, white = +1
-    for row, expected in zip(transformed, (-1.0, 1.0, 1.0, -1.0)):
-        image = np.asarray(row[features.IMAGE_XF])
-        assert image.shape == (8, 8, 1)
-        np.testing.assert_allclose(image, expected, atol=1e-3)
+    spec = output.transformed_feature_spec()[features.IMAGE_XF]
+    assert spec.dtype == tf.string and spec.shape == []
+    for row, expected in zip(transformed, (0, 255, 255, 0)):
+        image = stored(row, (8, 8, 1))
+        assert image.dtype == np.uint8 and image.shape == (8, 8, 1)
+        assert (image == expected).all()
     vocab = [v.decode() for v in output.vocabulary_by_name(features.LABEL_VOCAB_NAME)]
     assert sorted(vocab) == ["bag", "boot"]
     for row, name in zip(transformed, ("boot", "bag", "bag", "boot")):
         assert vocab[int(row[features.LABEL_XF])] == name
+
+
+def test_a_224_px_rgb_image_is_stored_in_at_most_1_2_times_its_uint8_pixels():
+    rng = np.random.default_rng(3)
+    photo = png(rng.integers(0, 256, (300, 260, 3)))
+    cfg = LensflowConfig(image=ImageConfig(size=224, color_mode="rgb"))
+    transformed, _ = analyse([{features.IMAGE_KEY: [photo], features.LABEL_KEY: [b"x"]}], cfg)
+    example = tf.train.Example(features=tf.train.Features(feature={
+        features.IMAGE_XF: tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[transformed[0][features.IMAGE_XF]])),
+        features.LABEL_XF: tf.train.Feature(
+            int64_list=tf.train.Int64List(value=[int(transformed[0][features.LABEL_XF])]))}))
+    assert len(example.SerializeToString()) <= 1.2 * 224 * 224 * 3
+
+
+def test_stored_pixels_are_the_rounded_resized_image():
+    rng = np.random.default_rng(1)
+    encoded = [png(rng.integers(0, 256, (13, 9, 3))) for _ in range(3)]
+    cfg = ImageConfig(size=8, color_mode="rgb", resize_policy="pad")
+    floats = preprocessing.decode_and_resize(tf.constant(encoded), cfg).numpy()
+    pixels = preprocessing.decode_pixels(
+        preprocessing.encode_pixels(preprocessing.to_uint8(tf.constant(floats))), (8, 8, 3))
+    assert pixels.dtype == tf.uint8
+    np.testing.assert_array_equal(pixels.numpy(), np.round(floats * 255).astype(np.uint8))
+    assert np.abs(pixels.numpy() / 255.0 - floats).max() <= 0.5 / 255 + 1e-6
 
 
 def test_serving_graph_gives_the_same_output_as_training_for_the_same_image():
@@ -70,7 +101,7 @@ def test_serving_graph_gives_the_same_output_as_training_for_the_same_image():
     served = layer({features.IMAGE_KEY: tf.constant([[img] for img in images])})
     assert features.LABEL_XF not in served
     for row, got in zip(transformed, served[features.IMAGE_XF].numpy()):
-        np.testing.assert_allclose(np.asarray(row[features.IMAGE_XF]), got, atol=1e-5)
+        assert row[features.IMAGE_XF] == got  # the same stored bytes, so the same pixels
 
 
 @pytest.mark.slow  # a tf.Transform Beam pipeline of its own
@@ -82,11 +113,10 @@ def test_rgb_mode_converts_grey_and_jpeg_decodes():
             {features.IMAGE_KEY: [buf.getvalue()], features.LABEL_KEY: [b"y"]}]
     cfg = LensflowConfig(image=ImageConfig(size=8, color_mode="rgb", normalize=False))
     transformed, _ = analyse(rows, cfg)
-    grey_out, red_out = (np.asarray(r[features.IMAGE_XF]) for r in transformed)
-    assert grey_out.shape == red_out.shape == (8, 8, 3)
-    np.testing.assert_allclose(grey_out, 200 / 255, atol=1e-3)
-    np.testing.assert_allclose(red_out[..., 0], 1.0, atol=0.02)
-    np.testing.assert_allclose(red_out[..., 1:], 0.0, atol=0.02)
+    grey_out, red_out = (stored(r, (8, 8, 3)).astype(int) for r in transformed)
+    assert (grey_out == 200).all()
+    np.testing.assert_allclose(red_out[..., 0], 255, atol=5)
+    np.testing.assert_allclose(red_out[..., 1:], 0, atol=5)
 
 
 @pytest.mark.parametrize("policy,expected_border", [("pad", 0.0), ("crop", 1.0), ("stretch", 1.0)])
