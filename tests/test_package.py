@@ -55,6 +55,16 @@ def test_a_bare_import_is_caught(tmp_path):
         module.unlink()
 
 
+def fresh_interpreter(script: str):
+    """Run ``script`` in a new interpreter outside the checkout (no test path set-up) and
+    return the JSON its last line prints."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", script], cwd="/", env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def test_importing_every_module_loads_each_file_once():
     """In a fresh interpreter (no test path set-up), import all of lensflow: every file is in
     ``sys.modules`` under one name, and never under a bare one."""
@@ -67,11 +77,7 @@ def test_importing_every_module_loads_each_file_once():
         "         if n.split('.')[0] in ('lensflow', 'system', 'pipeline', 'components', 'serving')]\n"
         "bare = [n for n in sys.modules if n.split('.')[0] in ('pipeline', 'components', 'serving')]\n"
         "print(json.dumps({'files': [f for f in files if f], 'bare': bare}))\n")
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    out = subprocess.run([sys.executable, "-c", script], cwd="/", env=env, capture_output=True,
-                         text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    loaded = fresh_interpreter(script)
     assert loaded["bare"] == []
     assert len(loaded["files"]) == len(set(loaded["files"])) >= len(names)
 
@@ -85,11 +91,7 @@ def test_the_local_run_path_imports_no_unused_tfx_extensions():
         "import lensflow.pipeline.cli, lensflow.pipeline.runners.local\n"
         "print(json.dumps(sorted(n for n in sys.modules if n == 'tfx.v1' or\n"
         "    n.startswith(('google.cloud.aiplatform', 'rfc3987_syntax')))))\n")
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    out = subprocess.run([sys.executable, "-c", script], cwd="/", env=env, capture_output=True,
-                         text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    assert fresh_interpreter(script) == []
 
 
 @pytest.mark.slow
