@@ -23,3 +23,13 @@ if os.path.isfile(os.path.join(_CHECKOUT, "setup.py")) and os.path.isdir(
     ROOT = _CHECKOUT
 else:
     ROOT = _PACKAGE
+
+
+def installed_version() -> str:
+    """lensflow's installed version ("unknown" when it is not installed): part of cache keys."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("lensflow")
+    except metadata.PackageNotFoundError:
+        return "unknown"

@@ -152,13 +152,10 @@ def object_fingerprint(root: str) -> str:
 def settings_fingerprint(cfg: LensflowConfig) -> str:
     """The compile-time part of the training fingerprint: ingestion, Transform and Trainer
     settings, and the lensflow version (the data part is taken at run time)."""
-    from importlib import metadata
+    from lensflow import installed_version
 
-    try:
-        version = metadata.version("lensflow")
-    except metadata.PackageNotFoundError:
-        version = "unknown"
-    parts = [cfg.to_json(["data"]), transform_config(cfg), cfg.to_json(TRAINER_KEYS), version]
+    parts = [cfg.to_json(["data"]), transform_config(cfg), cfg.to_json(TRAINER_KEYS),
+             installed_version()]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 

@@ -18,6 +18,8 @@ from typing import Any, Dict, Optional
 
 import tensorflow as tf
 
+from lensflow import installed_version
+
 FILE = "report_sections.json"
 FORMAT = 1
 SECTIONS = ("predictions", "interpretation")
@@ -26,19 +28,10 @@ _SOURCES = ("model_uri", "examples_uri", "evaluation_uri", "model_run_uri")
 log = logging.getLogger(__name__)
 
 
-def _version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("lensflow")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def key(summary: Dict[str, Any], split: Optional[str], **options) -> Dict[str, Any]:
     """What the sections are computed from: the run's artifacts, the evaluated split and the
     report's options (image budget, counts)."""
-    return {"format": FORMAT, "lensflow": _version(), "split": split,
+    return {"format": FORMAT, "lensflow": installed_version(), "split": split,
             **{name: summary.get(name) for name in _SOURCES}, **options}
 
 
